@@ -1,0 +1,2 @@
+/* keeps the library non-empty before its first file */
+int cell_storage_keep_;

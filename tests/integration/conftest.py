@@ -1,0 +1,18 @@
+import os
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from cellenv import Celld  # noqa: E402
+
+
+@pytest.fixture
+def celld():
+    d = Celld().start()
+    try:
+        yield d
+        rc = d.stop()
+        assert rc == 0, "celld exited %s:\n%s" % (rc, d.stderr()[-4000:])
+    finally:
+        d.cleanup()
