@@ -17,23 +17,21 @@
 static int setup_tls(struct cli_client *c, struct cli_conf *conf, const struct httpc_url *u, cell_error *err)
 {
 	_cleanup_free_ char *crt_path = cli_conf_server_cert_path(conf, c->remote);
-	_cleanup_free_ char *probe = cli_conf_path(conf, "client.crt");
 	_cleanup_x509_ X509 *srv = NULL;
 	char fp[65];
 	bool generated;
 	int rc;
 
-	if (!crt_path || !probe)
+	if (!crt_path)
 		return cell_err(err, 500, ENOMEM, "out of memory");
-	if (access(probe, F_OK) < 0)
-		fprintf(stderr, "Generating a client certificate. This may take a minute...\n");
 	if ((rc = cli_conf_client_cert(conf, &c->crt, &c->key, &generated, err)) < 0)
 		return rc;
 	c->host = strdup(u->host);
 	if (!c->host)
 		return cell_err(err, 500, ENOMEM, "out of memory");
+	/* Fail fast on an unreachable host, but let operation waits take their time. */
 	c->opts = (struct httpc_opts){ .host = c->host, .port = u->port, .tls = true, .cert_path = c->crt,
-				       .key_path = c->key };
+				       .key_path = c->key, .connect_timeout_ms = 10000 };
 	/* A saved server certificate is pinned; without one the system CAs decide. */
 	if (access(crt_path, F_OK) == 0) {
 		if ((rc = tls_load_cert(crt_path, &srv, err)) < 0)
@@ -191,8 +189,10 @@ static int envelope_error(const struct httpc_resp *h, json_t *env, cell_error *e
 	return cell_err(err, status, EIO, "%d %s", h->status, h->reason ? h->reason : "");
 }
 
-static int decode(const struct httpc_resp *h, struct cli_resp *out, cell_error *err)
+int cli_decode(const struct httpc_resp *h, struct cli_resp *out, cell_error *err)
 {
+	memset(out, 0, sizeof(*out));
+
 	json_t *env = h->body.len ? json_loadb(h->body.buf, h->body.len, 0, NULL) : NULL;
 	const char *type, *op, *etag;
 
@@ -240,7 +240,7 @@ int cli_query(struct cli_client *c, const char *method, const char *path, json_t
 		fprintf(stderr, "DEBUG: body %s\n", data);
 	rc = cli_raw(c, method, path, headers, data, data ? strlen(data) : 0, &h, err);
 	if (rc == 0)
-		rc = decode(&h, out, err);
+		rc = cli_decode(&h, out, err);
 	if (rc < 0)
 		cli_resp_free(out);
 	return rc;
@@ -329,7 +329,8 @@ static int op_outcome(json_t *op, cell_error *err)
 int cli_wait(struct cli_client *c, const char *operation, bool progress, json_t **op_out, cell_error *err)
 {
 	const char *id = cli_op_id(operation);
-	_cleanup_free_ char *esc = httpc_escape(id);
+	_cleanup_free_ char *bare = strndup(id, strcspn(id, "?"));   /* cli_path adds the project back */
+	_cleanup_free_ char *esc = bare ? httpc_escape(bare) : NULL;
 	struct cli_progress p;
 	json_t *op = NULL;
 	int rc;

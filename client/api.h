@@ -51,6 +51,8 @@ static inline void cli_resp_freep(struct cli_resp *r) { cli_resp_free(r); }
  * If-Match.  An error envelope or non-2xx status fails with the daemon's message. */
 int cli_query(struct cli_client *c, const char *method, const char *path, json_t *body, const char *etag,
 	      struct cli_resp *out, cell_error *err);
+/* Decode an HTTP answer as LXD's envelope (what cli_query does after cli_raw). */
+int cli_decode(const struct httpc_resp *h, struct cli_resp *out, cell_error *err);
 /* GET; *metadata owned by the caller; etag may be NULL. */
 int cli_get(struct cli_client *c, const char *path, json_t **metadata, char **etag, cell_error *err);
 /* The raw HTTP exchange (lxc query --raw, file transfers); data may be NULL. */

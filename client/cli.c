@@ -392,6 +392,8 @@ char *cli_prompt(const char *prompt, bool secret)
 		fputc('\n', stdout);
 	}
 	if (n < 0) {
+		if (!tty)
+			fputc('\n', stdout);   /* end the prompt's line */
 		free(line);
 		return NULL;
 	}

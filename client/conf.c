@@ -325,6 +325,7 @@ int cli_conf_client_cert(struct cli_conf *c, char **crt, char **key, bool *gener
 			user = pw ? pw->pw_name : "root";
 		}
 		cn = xasprintf("%s@%s", user, host);   /* LXD's client certificate name */
+		fprintf(stderr, "Generating a client certificate. This may take a minute...\n");
 	}
 	rc = tls_ensure_cert_ex(cp, kp, cn ? cn : "cell", false, generated, err);
 	if (rc < 0)

@@ -58,7 +58,7 @@ int cli_conf_parse_remote(const struct cli_conf *c, const char *raw, char **remo
 const char *cli_local_socket(void);
 
 /* Client certificate and key paths (caller frees), generating them on first
- * need; *generated tells whether that happened now. */
+ * need (saying so on stderr, as lxc does); *generated tells whether that happened now. */
 int cli_conf_client_cert(struct cli_conf *c, char **crt, char **key, bool *generated, cell_error *err);
 /* servercerts/<remote>.crt (caller frees). */
 char *cli_conf_server_cert_path(const struct cli_conf *c, const char *remote);

@@ -135,15 +135,16 @@ static int run_get(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 
 /* ---------------------------------------------------------------- set */
 
-/* Split "k=v" words; a word without '=' is LXD's error. */
+/* Split "k=v" words (keys copied: argv stays intact); a word without '=' is LXD's error. */
 static int split_pairs(char **words, int n, char **keys, char **vals, cell_error *err)
 {
 	for (int i = 0; i < n; i++) {
 		char *eq = strchr(words[i], '=');
 		if (!eq)
 			return cell_err(err, 400, EINVAL, "Invalid key=value configuration: %s", words[i]);
-		*eq = '\0';
-		keys[i] = words[i];
+		keys[i] = strndup(words[i], (size_t)(eq - words[i]));
+		if (!keys[i])
+			return cell_err(err, 500, ENOMEM, "out of memory");
 		vals[i] = eq + 1;
 	}
 	return 0;
@@ -158,7 +159,7 @@ static bool looks_like_key(const char *s)
 static int run_set(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 {
 	_cleanup_target_ struct target t = {0};
-	_cleanup_free_ char **keys = calloc((size_t)a->argc + 1, sizeof(char *));
+	_cleanup_strv_ char **keys = calloc((size_t)a->argc + 1, sizeof(char *));
 	_cleanup_free_ char **vals = calloc((size_t)a->argc + 1, sizeof(char *));
 	char **words = a->argv;
 	int n = a->argc, rc;
@@ -174,7 +175,8 @@ static int run_set(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 	if (n < 1)
 		return cli_bad_args(a, err);
 	if (n == 2 && !strchr(words[0], '=')) {
-		keys[0] = words[0];
+		if (!(keys[0] = strdup(words[0])))
+			return cell_err(err, 500, ENOMEM, "out of memory");
 		vals[0] = words[1];
 		n = 1;
 	} else if ((rc = split_pairs(words, n, keys, vals, err)) < 0) {

@@ -1,6 +1,8 @@
 /* cell monitor: follow /1.0/events, printing each event as LXD's client does. */
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
+#include <time.h>
 #include <string.h>
 #include <strings.h>
 
@@ -8,93 +10,144 @@
 #include "client/output.h"
 #include "common/cleanup.h"
 #include "common/strbuf.h"
+#include "common/yaml_util.h"
 
 enum mon_format { MON_YAML, MON_JSON, MON_PRETTY };
 
+/* log15's levels, most verbose first; -1 when unknown. */
 static int level_rank(const char *lvl)
 {
-	static const char *const names[] = { "trace", "debug", "info", "warn", "error", "crit" };
+	static const char *const names[][2] = { { "debug", "dbug" }, { "info", "info" }, { "warn", "warning" },
+						{ "error", "eror" }, { "crit", "critical" } };
 
-	if (lvl && !strcasecmp(lvl, "warning"))
-		return 3;
 	for (int i = 0; lvl && i < (int)ARRAY_SIZE(names); i++)
-		if (!strcasecmp(lvl, names[i]))
+		if (!strcasecmp(lvl, names[i][0]) || !strcasecmp(lvl, names[i][1]))
 			return i;
-	return 2;
+	return -1;
 }
 
-/* " key=value" for each context entry. */
+/* " key=value" for each context entry, logfmt style. */
 static void append_context(strbuf *sb, json_t *ctx)
 {
 	const char *k;
 	json_t *v;
 
 	json_object_foreach(ctx, k, v) {
-		if (json_is_string(v)) {
-			sb_printf(sb, " %s=%s", k, json_string_value(v));
-		} else {
-			_cleanup_free_ char *s = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-			sb_printf(sb, " %s=%s", k, s ? s : "");
-		}
+		_cleanup_free_ char *s = json_is_string(v) ? NULL : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		const char *text = json_is_string(v) ? json_string_value(v) : s ? s : "";
+		if (!*text || strpbrk(text, " =\""))
+			sb_printf(sb, " %s=\"%s\"", k, text);
+		else
+			sb_printf(sb, " %s=%s", k, text);
 	}
 }
 
-/* One human line per event: "LEVEL  [time] message  key=value...". */
-static void print_pretty(json_t *ev)
+static const char *str_of(json_t *o, const char *key)
 {
-	_cleanup_sb_ strbuf line = {0};
-	const char *type = json_string_value(json_object_get(ev, "type"));
-	const char *ts = json_string_value(json_object_get(ev, "timestamp"));
-	json_t *md = json_object_get(ev, "metadata");
-	const char *lvl = "info";
+	const char *s = json_string_value(json_object_get(o, key));
+	return s ? s : "";
+}
 
-	if (type && !strcmp(type, "logging")) {
-		lvl = json_string_value(json_object_get(md, "level"));
-		sb_printf(&line, "%s", json_string_value(json_object_get(md, "message")) ?: "");
-		append_context(&line, json_object_get(md, "context"));
-	} else if (type && !strcmp(type, "lifecycle")) {
-		sb_printf(&line, "Action: %s, Source: %s", json_string_value(json_object_get(md, "action")) ?: "",
-			  json_string_value(json_object_get(md, "source")) ?: "");
-		append_context(&line, json_object_get(md, "context"));
-	} else if (type && !strcmp(type, "operation")) {
-		sb_printf(&line, "ID: %s, Class: %s, Description: %s, Status: %s",
-			  json_string_value(json_object_get(md, "id")) ?: "",
-			  json_string_value(json_object_get(md, "class")) ?: "",
-			  json_string_value(json_object_get(md, "description")) ?: "",
-			  json_string_value(json_object_get(md, "status")) ?: "");
+/* The event as one log record: level, message and context, as LXD's
+ * api.Event.ToLogging() turns each type into one. */
+static void event_record(json_t *ev, const char **lvl, strbuf *msg, json_t **ctx)
+{
+	const char *type = str_of(ev, "type");
+	json_t *md = json_object_get(ev, "metadata");
+	static const char *const op_keys[] = { "created_at", "updated_at", "status", "status_code", "resources",
+					       "metadata", "may_cancel", "err", "location", NULL };
+
+	*lvl = "info";
+	*ctx = NULL;
+	if (!strcmp(type, "logging")) {
+		*lvl = str_of(md, "level");
+		sb_puts(msg, str_of(md, "message"));
+		*ctx = json_incref(json_object_get(md, "context"));
+	} else if (!strcmp(type, "lifecycle")) {
+		sb_printf(msg, "Action: %s, Source: %s", str_of(md, "action"), str_of(md, "source"));
+		*ctx = json_incref(json_object_get(md, "context"));
+	} else if (!strcmp(type, "operation")) {
+		sb_printf(msg, "ID: %s, Class: %s, Description: %s", str_of(md, "id"), str_of(md, "class"),
+			  str_of(md, "description"));
+		*ctx = json_object();
+		for (const char *const *k = op_keys; *ctx && *k; k++)
+			if (json_object_get(md, *k))
+				json_object_set(*ctx, *k, json_object_get(md, *k));
 	} else {
 		_cleanup_free_ char *s = json_dumps(md, JSON_COMPACT | JSON_ENCODE_ANY);
-		sb_printf(&line, "%s: %s", type ? type : "event", s ? s : "");
+		sb_printf(msg, "%s: %s", type, s ? s : "");
 	}
-	char level[8];
-	snprintf(level, sizeof(level), "%.4s", lvl ? lvl : "info");
-	for (char *p = level; *p; p++)
-		*p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
-	printf("%-4s [%s] %s\n", level, ts ? ts : "", line.buf ? line.buf : "");
 }
 
-static int print_event(enum mon_format fmt, int min_level, const char *text, size_t len, cell_error *err)
+/* log15's terminal layout: "INFO[03-05|10:20:30] message   key=value". */
+static void print_pretty(json_t *ev)
+{
+	_cleanup_sb_ strbuf msg = {0};
+	_cleanup_json_ json_t *ctx = NULL;
+	const char *lvl, *ts = str_of(ev, "timestamp");
+	char level[5], when[16] = "";
+	struct tm tm = {0};
+
+	event_record(ev, &lvl, &msg, &ctx);
+	snprintf(level, sizeof(level), "%.4s", !strcasecmp(lvl, "error") ? "eror" : !strcasecmp(lvl, "debug") ? "dbug" : lvl);
+	for (char *p = level; *p; p++)
+		*p = (char)toupper((unsigned char)*p);
+	if (strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm))
+		strftime(when, sizeof(when), "%m-%d|%H:%M:%S", &tm);
+	printf("%s[%s] %s", level, when, msg.buf ? msg.buf : "");
+	if (json_object_size(ctx)) {
+		_cleanup_sb_ strbuf kv = {0};
+		for (size_t i = msg.len; i < 40; i++)   /* log15 justifies short messages */
+			putchar(' ');
+		append_context(&kv, ctx);
+		fputs(kv.buf ? kv.buf : "", stdout);
+	}
+	putchar('\n');
+}
+
+/* Whether type is in the comma-separated list (empty list: everything). */
+static bool type_wanted(const char *types, const char *type)
+{
+	size_t tl = strlen(type);
+
+	if (!types || !*types)
+		return true;
+	for (const char *t = types; *t;) {
+		size_t n = strcspn(t, ",");
+		if (n == tl && !strncmp(t, type, n))
+			return true;
+		t += n + (t[n] == ',');
+	}
+	return false;
+}
+
+static int print_event(enum mon_format fmt, const char *types, int min_level, const char *text, size_t len,
+		       cell_error *err)
 {
 	_cleanup_json_ json_t *ev = json_loadb(text, len, 0, NULL);
 	json_t *md;
 
 	if (!ev)
 		return cell_err(err, 502, EPROTO, "bad event from server: %.80s", text);
+	/* The server filters by ?type= already; an older one might not. */
+	if (!type_wanted(types, str_of(ev, "type")))
+		return 0;
 	md = json_object_get(ev, "metadata");
 	if (fmt == MON_PRETTY) {
 		const char *type = json_string_value(json_object_get(ev, "type"));
-		if (type && !strcmp(type, "logging") &&
-		    level_rank(json_string_value(json_object_get(md, "level"))) < min_level)
+		int rank = level_rank(json_string_value(json_object_get(md, "level")));
+		if (type && !strcmp(type, "logging") && (rank < 0 ? 1 : rank) < min_level)
 			return 0;
 		print_pretty(ev);
 	} else if (fmt == MON_JSON) {
-		_cleanup_free_ char *s = cli_json_compact(ev);
+		/* lxc re-decodes events into Go maps: keys come out sorted. */
+		_cleanup_free_ char *s = json_dumps(ev, JSON_COMPACT | JSON_SORT_KEYS);
 		printf("%s\n\n", s ? s : "");
 	} else {
-		int rc = cli_print_yaml(stdout, ev, 0, err);
+		int rc = cli_print_yaml(stdout, ev, YAML_EMIT_SORT_KEYS, err);
 		if (rc < 0)
 			return rc;
-		putchar('\n');
+		fputs("\n\n", stdout);
 	}
 	fflush(stdout);   /* consumers read events as they come, often through a pipe */
 	return 0;
@@ -113,7 +166,7 @@ static int parse_format(struct cli_args *a, enum mon_format *fmt, cell_error *er
 	else if (!strcmp(f, "pretty"))
 		*fmt = MON_PRETTY;
 	else
-		return cell_err(err, 400, EINVAL, "Invalid format \"%s\"", f);
+		return cell_err(err, 400, EINVAL, "Invalid format: %s", f);
 	return 0;
 }
 
@@ -123,10 +176,11 @@ static int run_monitor(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 	_cleanup_free_ char *rest = NULL;
 	_cleanup_wsc_ wsc *ws = NULL;
 	enum mon_format fmt;
-	int rc, min_level = level_rank(cli_opt(a, "loglevel"));
+	const char *loglevel = cli_opt(a, "loglevel");
+	int rc, min_level = loglevel ? level_rank(loglevel) : 0;
 
-	if (!cli_opt(a, "loglevel"))
-		min_level = 0;
+	if (min_level < 0)
+		return cell_err(err, 400, EINVAL, "Unknown level: %s", loglevel);
 	if ((rc = parse_format(a, &fmt, err)) < 0)
 		return rc;
 	if ((rc = cli_connect_arg(ctx, a->argc ? a->argv[0] : NULL, &c, &rest, err)) < 0)
@@ -141,7 +195,7 @@ static int run_monitor(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 			return rc;
 		if (m.opcode == WSC_CLOSE)
 			return 0;
-		rc = print_event(fmt, min_level, m.data.buf ? m.data.buf : "", m.data.len, err);
+		rc = print_event(fmt, cli_opt(a, "type"), min_level, m.data.buf ? m.data.buf : "", m.data.len, err);
 		wsc_msg_free(&m);
 		if (rc < 0)
 			return rc;

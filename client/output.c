@@ -309,9 +309,9 @@ char *cli_json_compact(json_t *v)
 	return json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
 }
 
-char *cli_json_pretty(json_t *v)
+char *cli_json_pretty(json_t *v, bool sort_keys)
 {
-	_cleanup_free_ char *s = json_dumps(v, JSON_INDENT(1) | JSON_SORT_KEYS | JSON_ENCODE_ANY);
+	_cleanup_free_ char *s = json_dumps(v, JSON_INDENT(1) | JSON_ENCODE_ANY | (sort_keys ? JSON_SORT_KEYS : 0));
 	strbuf out = {0};
 
 	if (!s)

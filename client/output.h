@@ -6,6 +6,7 @@
 #ifndef CELL_CLIENT_OUTPUT_H
 #define CELL_CLIENT_OUTPUT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <jansson.h>
 
@@ -39,9 +40,9 @@ int cli_render(FILE *f, enum cli_format fmt, const struct cli_table *t, json_t *
 
 /* YAML of v on f (lxc ... show). */
 int cli_print_yaml(FILE *f, json_t *v, unsigned flags, cell_error *err);
-/* Indented with tabs and sorted keys, as Go's json.MarshalIndent of an
- * interface{} prints it (lxc query). Caller frees. */
-char *cli_json_pretty(json_t *v);
+/* Indented with tabs, as Go's json encoder with SetIndent("", "\t") prints
+ * it (lxc query); sort_keys as Go orders an interface{}'s maps. Caller frees. */
+char *cli_json_pretty(json_t *v, bool sort_keys);
 /* One line, compact (--format json). Caller frees. */
 char *cli_json_compact(json_t *v);
 

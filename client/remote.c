@@ -139,6 +139,7 @@ static int first_contact(struct add_ctx *a, bool accept, httpc **pinned, cell_er
 	o.accept_any = false;
 	o.pin_fp = a->fp;
 	o.timeout_ms = 0;
+	o.connect_timeout_ms = 10000;
 	return httpc_new(&o, pinned, err);
 }
 
@@ -190,10 +191,6 @@ static int add_https(struct add_ctx *a, struct cli_args *args, cell_error *err)
 	bool generated;
 	int rc;
 
-	_cleanup_free_ char *probe = cli_conf_path(a->conf, "client.crt");
-
-	if (probe && access(probe, F_OK) < 0)
-		fprintf(stderr, "Generating a client certificate. This may take a minute...\n");
 	if ((rc = cli_conf_client_cert(a->conf, &a->crt, &a->key, &generated, err)) < 0)
 		return rc;
 	if ((rc = first_contact(a, cli_flag(args, "accept-certificate"), &h, err)) < 0)

@@ -120,7 +120,7 @@ static int connect_timed(int fd, const struct sockaddr *sa, socklen_t len, int t
 	return 0;
 }
 
-static int connect_tcp(const char *host, int port, int timeout_ms, cell_error *err)
+static int connect_tcp(const char *host, int port, int timeout_ms, int connect_ms, cell_error *err)
 {
 	struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM }, *res = NULL;
 	char portstr[16];
@@ -136,7 +136,7 @@ static int connect_tcp(const char *host, int port, int timeout_ms, cell_error *e
 			last = errno;
 			continue;
 		}
-		rc = connect_timed(fd, ai->ai_addr, ai->ai_addrlen, timeout_ms);
+		rc = connect_timed(fd, ai->ai_addr, ai->ai_addrlen, connect_ms);
 		if (rc == 0) {
 			freeaddrinfo(res);
 			setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -250,7 +250,8 @@ int httpc_conn_open(const struct httpc_opts *o, httpc_conn **out, cell_error *er
 	if (o->unix_path)
 		fd = connect_unix(o->unix_path, o->timeout_ms, err);
 	else if (o->host)
-		fd = connect_tcp(o->host, o->port, o->timeout_ms, err);
+		fd = connect_tcp(o->host, o->port, o->timeout_ms, o->timeout_ms ? o->timeout_ms : o->connect_timeout_ms,
+				 err);
 	else
 		return cell_err(err, 500, EINVAL, "connect: no address");
 	if (fd < 0)

@@ -29,7 +29,8 @@ struct httpc_opts {
 	const char *key_path;
 	const char *pin_fp;      /* require this server fingerprint (64 hex), or */
 	bool accept_any;         /* accept any server certificate (first contact); else system CAs */
-	int timeout_ms;          /* connect and each read; 0 = wait forever */
+	int timeout_ms;          /* connect and each read/write; 0 = wait forever */
+	int connect_timeout_ms;  /* connect only, when timeout_ms is 0 (long waits, quick failure) */
 };
 
 /* ---- connection: a byte stream with a read buffer (shared with ws_client) ---- */

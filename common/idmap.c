@@ -318,6 +318,13 @@ static int remap_acl(const struct idmap *from, const struct idmap *to, const uns
 	return 0;
 }
 
+bool idmap_xattr_has_ids(const char *name)
+{
+	return strcmp(name, "security.capability") == 0 ||
+	       strcmp(name, "system.posix_acl_access") == 0 ||
+	       strcmp(name, "system.posix_acl_default") == 0;
+}
+
 int idmap_remap_xattr(const struct idmap *from, const struct idmap *to, const char *name,
 		      const void *in, size_t inlen, void *out, size_t *outlen)
 {

@@ -59,6 +59,8 @@ int idmap_unshift_gid(const struct idmap *m, uint32_t hostid, uint32_t *nsid);
 int idmap_remap_id(const struct idmap *from, const struct idmap *to, bool uid, uint32_t in,
 		   uint32_t *out);
 
+/* Does this xattr name carry ids (and so need idmap_remap_xattr)? */
+bool idmap_xattr_has_ids(const char *name);
 /* Rewrite an xattr that embeds ids (security.capability rootid,
  * system.posix_acl_access/default entries) for a from→to remap.  `out` must
  * hold inlen + 4 bytes (a v2 capability grows into v3).  Returns 1 when the

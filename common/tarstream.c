@@ -4,6 +4,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <pthread.h>
 #include <sched.h>
 #include <spawn.h>
@@ -64,10 +65,8 @@ struct confined_call {
 	const char *step;
 };
 
-static void *confined_main(void *p)
+static void confined_run(struct confined_call *c)
 {
-	struct confined_call *c = p;
-
 	if (unshare(CLONE_FS) < 0) {
 		c->step = "unshare(CLONE_FS)";
 		goto fail;
@@ -83,10 +82,28 @@ static void *confined_main(void *p)
 		goto fail;
 	}
 	c->rc = c->fn(c->arg);
-	return NULL;
+	return;
 fail:
 	c->sys_errno = errno;
 	c->rc = -errno;
+}
+
+static void *confined_main(void *p)
+{
+	struct confined_call *c = p;
+	/* Image names are UTF-8 (pax, Go, GNU tar).  With a UTF-8 thread locale
+	 * libarchive passes them through untouched both ways instead of marking
+	 * them hdrcharset=BINARY; glibc's C.UTF-8 is built in, so the chroot
+	 * does not matter. */
+	locale_t utf8 = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
+
+	if (utf8)
+		uselocale(utf8);
+	confined_run(c);
+	if (utf8) {
+		uselocale(LC_GLOBAL_LOCALE);
+		freelocale(utf8);
+	}
 	return NULL;
 }
 
@@ -249,7 +266,7 @@ static bool xattrs_need_remap(struct archive_entry *e)
 	if (archive_entry_xattr_reset(e) == 0)
 		return false;
 	while (archive_entry_xattr_next(e, &n, &v, &l) == ARCHIVE_OK)
-		if (idmap_remap_xattr(NULL, NULL, n, NULL, 0, NULL, NULL) != 1)
+		if (idmap_xattr_has_ids(n))
 			return true;
 	return false;
 }
@@ -383,10 +400,19 @@ struct unpack_ctx {
 	int fd;
 	const struct tar_unpack_opts *o;
 	struct remap remap;
-	uint64_t max_bytes, max_entries, total, written, entries, last_report;
+	uint64_t max_bytes, max_entries, total, written, entries, last_report, warnings;
 	cell_error *err;
 	struct archive *in, *out;
 };
+
+/* Images full of xattrs this host cannot set (security.selinux) must not flood the log. */
+#define UNPACK_MAX_WARNINGS 10
+
+static void unpack_warn(struct unpack_ctx *c, const char *name)
+{
+	if (++c->warnings <= UNPACK_MAX_WARNINGS)
+		log_warn("unpack %s: %s", name, aerr(c->out));
+}
 
 static int unpack_progress(struct unpack_ctx *c, bool force)
 {
@@ -487,14 +513,14 @@ static int unpack_entry(struct unpack_ctx *c, struct archive_entry *e)
 	if (r < ARCHIVE_WARN)
 		return cell_err(c->err, 400, aerrno(c->out, EPERM), "%s: %s", name, aerr(c->out));
 	if (r == ARCHIVE_WARN)
-		log_warn("unpack %s: %s", name, aerr(c->out));
+		unpack_warn(c, name);
 	if (archive_entry_size(e) > 0 && (rc = unpack_copy_data(c, name)) < 0)
 		return rc;
 	r = archive_write_finish_entry(c->out);
 	if (r < ARCHIVE_WARN)
 		return cell_err(c->err, 500, aerrno(c->out, EIO), "%s: %s", name, aerr(c->out));
 	if (r == ARCHIVE_WARN)
-		log_warn("unpack %s: %s", name, aerr(c->out));
+		unpack_warn(c, name);
 	return 0;
 }
 
@@ -542,6 +568,9 @@ static int unpack_confined(void *arg)
 		rc = cell_err(c->err, 500, aerrno(out, EIO), "finish: %s", aerr(out));
 	if (rc == 0)
 		rc = unpack_progress(c, true);
+	if (c->warnings > UNPACK_MAX_WARNINGS)
+		log_warn("unpack: %llu more warnings not shown",
+			 (unsigned long long)(c->warnings - UNPACK_MAX_WARNINGS));
 	return rc;
 }
 
@@ -800,6 +829,9 @@ static int create_entry(struct create_ctx *c, struct archive_entry *e, strbuf *n
 	struct archive_entry *sparse = NULL;
 	int rc;
 
+	/* tar cannot hold sockets; GNU tar skips them too (stale ones in /run). */
+	if (archive_entry_filetype(e) == AE_IFSOCK)
+		return 0;
 	rc = create_name(c, e, name);
 	if (rc <= 0)
 		return rc < 0 ? cell_err(c->err, 500, ENOMEM, "tar: out of memory") : 0;
@@ -1029,7 +1061,7 @@ static int squashfs_measure(const char *path, uint64_t *bytes, uint64_t *files, 
 
 static int squashfs_check_space(const char *path, const char *target, cell_error *err)
 {
-	uint64_t bytes, files, max_bytes, max_files;
+	uint64_t bytes = 0, files = 0, max_bytes = 0, max_files = 0;
 	int rc;
 
 	if ((rc = target_limits(target, NULL, &max_bytes, &max_files, err)) < 0 ||

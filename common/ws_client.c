@@ -403,7 +403,9 @@ int wsc_recv(wsc *w, struct wsc_msg *msg, cell_error *err)
 		}
 		if (h.opcode != WSC_CONT && h.fin) {
 			msg->opcode = h.opcode;
-			return read_payload(w, &h, &msg->data, err);
+			if ((rc = read_payload(w, &h, &msg->data, err)) < 0)
+				wsc_msg_free(msg);   /* on failure the caller owns nothing */
+			return rc;
 		}
 		if (h.opcode != WSC_CONT) {
 			w->in_frag = true;

@@ -49,7 +49,8 @@ static inline void wsc_freep(wsc **w) { wsc_free(*w); }
 
 /* One whole message.  opcode WSC_TEXT/WSC_BINARY, or WSC_CLOSE when the peer
  * closed (close_code then holds its code, or WSC_CLOSE_NO_STATUS; we have
- * already answered).  A peer vanishing without a close frame is -EPIPE. */
+ * already answered).  A peer vanishing without a close frame is -EPIPE.
+ * On failure msg holds nothing to free. */
 struct wsc_msg {
 	enum wsc_opcode opcode;
 	strbuf data;

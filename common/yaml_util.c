@@ -35,6 +35,26 @@ static bool all_chars(const char *s, const char *set)
 	return *s && strspn(s, set) == strlen(s);
 }
 
+/* yaml.v2's sexagesimal float: [0-9][0-9_]*(:[0-5]?[0-9])+(\.[0-9_]*)? ("1:20", not "10.0.0.1:80"). */
+static bool is_base60(const char *p)
+{
+	bool groups = false;
+
+	if (!isdigit((unsigned char)*p))
+		return false;
+	p += strspn(p, "0123456789_");
+	while (*p == ':') {
+		size_t n = strspn(++p, "0123456789");
+		if (n == 0 || n > 2 || (n == 2 && *p > '5'))
+			return false;
+		p += n;
+		groups = true;
+	}
+	if (*p == '.')
+		p += 1 + strspn(p + 1, "0123456789_");
+	return groups && !*p;
+}
+
 /* Anything a YAML 1.1 resolver might take for a number (ints with
  * underscores, 0x/0o/0b, floats, sexagesimal): better quoted than misread. */
 static bool looks_numeric(const char *s)
@@ -46,7 +66,7 @@ static bool looks_numeric(const char *s)
 		return true;
 	if (p[0] == '0' && (p[1] == 'x' || p[1] == 'o' || p[1] == 'b') && p[2])
 		return all_chars(p + 2, "0123456789abcdefABCDEF_");
-	if (isdigit((unsigned char)*p) && strchr(p, ':') && all_chars(p, "0123456789_:."))
+	if (is_base60(p))
 		return true;
 	for (; *p; p++) {
 		if (isdigit((unsigned char)*p))
@@ -101,12 +121,12 @@ static int emit_scalar(struct emit_ctx *c, const char *s, size_t len, yaml_scala
 	return emit_event(c, &ev);
 }
 
-static int emit_string(struct emit_ctx *c, const char *s, size_t len)
+static int emit_string(struct emit_ctx *c, const char *s, size_t len, bool key)
 {
 	yaml_scalar_style_t style = YAML_PLAIN_SCALAR_STYLE;
 
-	if (memchr(s, '\n', len))
-		style = YAML_LITERAL_SCALAR_STYLE;
+	if (memchr(s, '\n', len))   /* a literal block cannot be a simple key */
+		style = key ? YAML_DOUBLE_QUOTED_SCALAR_STYLE : YAML_LITERAL_SCALAR_STYLE;
 	else if (memchr(s, '\0', len) || yaml_scalar_needs_quotes(s))
 		style = YAML_DOUBLE_QUOTED_SCALAR_STYLE;
 	/* libyaml falls back to quoting by itself when plain is not allowed. */
@@ -149,7 +169,7 @@ static int emit_object(struct emit_ctx *c, json_t *v)
 	if ((rc = emit_event(c, &ev)) < 0)
 		return rc;
 	for (i = 0; i < n; i++) {
-		if ((rc = emit_string(c, keys[i], strlen(keys[i]))) < 0 ||
+		if ((rc = emit_string(c, keys[i], strlen(keys[i]), true)) < 0 ||
 		    (rc = emit_value(c, json_object_get(v, keys[i]))) < 0)
 			return rc;
 	}
@@ -184,7 +204,7 @@ static int emit_value(struct emit_ctx *c, json_t *v)
 	case JSON_ARRAY:
 		return emit_array(c, v);
 	case JSON_STRING:
-		return emit_string(c, json_string_value(v), json_string_length(v));
+		return emit_string(c, json_string_value(v), json_string_length(v), false);
 	case JSON_INTEGER:
 		snprintf(num, sizeof(num), "%" JSON_INTEGER_FORMAT, json_integer_value(v));
 		return emit_scalar(c, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
@@ -407,6 +427,7 @@ static int parse_mapping(struct parse_ctx *c, bool strings, json_t **out)
 		yaml_event_t kev, vev;
 		_cleanup_free_ char *key = NULL;
 		json_t *val = NULL;
+		bool merge;
 
 		if ((rc = next_event(c, &kev)) < 0)
 			return rc;
@@ -420,6 +441,7 @@ static int parse_mapping(struct parse_ctx *c, bool strings, json_t **out)
 					kev.start_mark.line + 1);
 		}
 		key = strndup((const char *)kev.data.scalar.value, kev.data.scalar.length);
+		merge = kev.data.scalar.style == YAML_PLAIN_SCALAR_STYLE && key && !strcmp(key, "<<");
 		yaml_event_delete(&kev);
 		if (!key)
 			return cell_err(c->err, 500, ENOMEM, "yaml: out of memory");
@@ -429,7 +451,7 @@ static int parse_mapping(struct parse_ctx *c, bool strings, json_t **out)
 		yaml_event_delete(&vev);
 		if (rc < 0)
 			return rc;
-		if (!strcmp(key, "<<")) {
+		if (merge) {
 			merge_into(obj, val);
 			json_decref(val);
 		} else {

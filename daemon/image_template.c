@@ -113,7 +113,7 @@ static int lex_template(struct render *r, const char *src, size_t len)
 		char kind;
 		int rc;
 
-		while (open + 1 < end && !(open[0] == '{' && strchr("{%#", open[1])))
+		while (open + 1 < end && !(open[0] == '{' && open[1] && strchr("{%#", open[1])))
 			open++;
 		if (open + 1 >= end)
 			return add_text(r, p, (size_t)(end - p), trim_next, false, line);
@@ -347,18 +347,26 @@ static int parse_call(struct expr *e, json_t **out)
 
 static json_t *literal_ident(const struct tok *t)
 {
-	static const char *const t_words[] = { "true", "True" }, *const f_words[] = { "false", "False" },
-			  *const n_words[] = { "nil", "None", "none" };
+	static const struct { const char *word; json_type type; } words[] = {
+		{ "true", JSON_TRUE }, { "True", JSON_TRUE }, { "false", JSON_FALSE },
+		{ "False", JSON_FALSE }, { "nil", JSON_NULL }, { "None", JSON_NULL }, { "none", JSON_NULL },
+	};
 
-	for (size_t i = 0; i < ARRAY_SIZE(n_words); i++) {
-		if (i < 2 && t->len == strlen(t_words[i]) && !memcmp(t->s, t_words[i], t->len))
-			return json_true();
-		if (i < 2 && t->len == strlen(f_words[i]) && !memcmp(t->s, f_words[i], t->len))
-			return json_false();
-		if (t->len == strlen(n_words[i]) && !memcmp(t->s, n_words[i], t->len))
-			return json_null();
-	}
+	for (size_t i = 0; i < ARRAY_SIZE(words); i++)
+		if (t->len == strlen(words[i].word) && !memcmp(t->s, words[i].word, t->len))
+			return words[i].type == JSON_TRUE ? json_true()
+			       : words[i].type == JSON_FALSE ? json_false() : json_null();
 	return NULL;
+}
+
+/* An identifier directly followed by '(' is a function call. */
+static bool next_is_call(const struct expr *e)
+{
+	const char *q = e->p;
+
+	while (q < e->end && isspace((unsigned char)*q))
+		q++;
+	return q < e->end && *q == '(';
 }
 
 static int parse_primary(struct expr *e, json_t **out)
@@ -382,14 +390,7 @@ static int parse_primary(struct expr *e, json_t **out)
 			       (int)(e->end - t.s > 20 ? 20 : e->end - t.s), t.s);
 	if ((*out = literal_ident(&t)))
 		return next_tok(e);
-	if (e->end - e->p >= 0) {
-		const char *q = e->p;
-		while (q < e->end && isspace((unsigned char)*q))
-			q++;
-		if (q < e->end && *q == '(')
-			return parse_call(e, out);
-	}
-	return parse_variable(e, out);
+	return next_is_call(e) ? parse_call(e, out) : parse_variable(e, out);
 }
 
 static json_t *apply_filter(const struct tok *name, json_t *v, json_t *arg, bool *known)
@@ -956,32 +957,37 @@ static int apply_one(struct apply_ctx *a, const char *path, json_t *tpl, const c
 	return 0;
 }
 
+/* Opened only once a template fires: most triggers match nothing. */
+static int apply_open(struct apply_ctx *a, const char *rootfs, const char *templates_dir)
+{
+	struct stat st;
+
+	if (a->rootfd >= 0)
+		return 0;
+	a->rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (a->rootfd < 0 || fstat(a->rootfd, &st) < 0)
+		return cell_err_sys(a->err, 500, errno, "open %s", rootfs);
+	a->uid = st.st_uid;
+	a->gid = st.st_gid;
+	a->tpldirfd = open(templates_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	if (a->tpldirfd < 0)
+		return cell_err_sys(a->err, 400, errno, "open %s", templates_dir);
+	return 0;
+}
+
 int image_templates_apply(const char *rootfs, const char *templates_dir, json_t *templates,
 			  const char *trigger, json_t *context, cell_error *err)
 {
 	struct apply_ctx a = { .rootfd = -1, .tpldirfd = -1, .templates_dir = templates_dir, .err = err };
 	const char *path;
-	struct stat st;
 	json_t *tpl;
 	int rc = 0;
 
 	json_object_foreach(templates, path, tpl) {
 		if (!when_has(tpl, trigger))
 			continue;
-		if (a.rootfd < 0) {
-			a.rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
-			if (a.rootfd < 0 || fstat(a.rootfd, &st) < 0) {
-				rc = cell_err_sys(err, 500, errno, "open %s", rootfs);
-				break;
-			}
-			a.uid = st.st_uid;
-			a.gid = st.st_gid;
-			a.tpldirfd = open(templates_dir, O_PATH | O_DIRECTORY | O_CLOEXEC);
-			if (a.tpldirfd < 0) {
-				rc = cell_err_sys(err, 400, errno, "open %s", templates_dir);
-				break;
-			}
-		}
+		if ((rc = apply_open(&a, rootfs, templates_dir)) < 0)
+			break;
 		if ((rc = apply_one(&a, path, tpl, trigger, context)) < 0) {
 			cell_err_wrap(err, rc, "template %s", path);
 			break;

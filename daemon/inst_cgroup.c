@@ -219,6 +219,17 @@ int inst_cg_write(const char *path, const char *value)
 	return (size_t)n == len ? 0 : -EIO;
 }
 
+bool inst_cg_root_has(enum inst_cg_ctrl c, const char *file)
+{
+	const char *mnt = cg_mount(c);
+	char path[PATH_MAX];
+
+	if (!mnt)
+		return false;
+	snprintf(path, sizeof(path), "%s/%s", mnt, file);
+	return access(path, F_OK) == 0;
+}
+
 int inst_cg_cpus_available(char *buf, size_t len)
 {
 	char path[PATH_MAX];

@@ -40,6 +40,9 @@ int inst_cg_read(const char *path, char *buf, size_t len);
 int inst_cg_read_u64(const char *path, uint64_t *out);
 int inst_cg_write(const char *path, const char *value);
 
+/* The controller's root cgroup has `file` (feature probes: memsw). */
+bool inst_cg_root_has(enum inst_cg_ctrl c, const char *file);
+
 /* Online CPUs usable by containers as a "0-3,6" list, from the cpuset root. */
 int inst_cg_cpus_available(char *buf, size_t len);
 

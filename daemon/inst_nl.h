@@ -19,8 +19,6 @@
 
 #include "common/error.h"
 
-/* Remember the daemon's own netns (call before threads start). */
-int inst_nl_init(void);
 /* A NETLINK_ROUTE socket in the current netns / in pid's netns; -errno. */
 int inst_nl_open(void);
 int inst_nl_open_in(pid_t pid);

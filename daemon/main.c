@@ -19,6 +19,7 @@
 #include "daemon/daemon.h"
 #include "daemon/db.h"
 #include "daemon/events.h"
+#include "daemon/fork.h"
 #include "daemon/operations.h"
 #include "daemon/router.h"
 #include "daemon/server.h"
@@ -182,6 +183,9 @@ int main(int argc, char **argv)
 	cell_error err = { 0 };
 	const char *dir = getenv("CELL_DIR");
 	int rc;
+
+	if (argc > 1 && !strncmp(argv[1], "fork", 4))   /* celld fork* helpers */
+		return fork_main(argc, argv);
 
 	if (parse_args(argc, argv, &opts) < 0)
 		return 1;

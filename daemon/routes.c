@@ -6,6 +6,8 @@ void api_certificates_register(void);
 void api_operations_register(void);
 void api_events_register(void);
 void api_testing_register(void);
+void api_testing_exec_register(void);
+void api_testing_files_register(void);
 
 void routes_register_all(void)
 {
@@ -14,4 +16,6 @@ void routes_register_all(void)
 	api_operations_register();
 	api_events_register();
 	api_testing_register();
+	api_testing_exec_register();
+	api_testing_files_register();
 }

@@ -448,6 +448,15 @@ static int btrfs_pool_delete(struct stor_pool *p, cell_error *err)
 
 /* ---- images ---- */
 
+static bool subvol_is_readonly(const char *path)
+{
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	uint64_t flags = 0;
+
+	return fd >= 0 && ioctl(fd, BTRFS_IOC_SUBVOL_GETFLAGS, &flags) == 0 &&
+	       (flags & BTRFS_SUBVOL_RDONLY);
+}
+
 static int btrfs_image_ensure(struct stor_pool *p, const char *fp,
 			      const struct stor_image_src *src, cell_error *err)
 {
@@ -457,7 +466,8 @@ static int btrfs_image_ensure(struct stor_pool *p, const char *fp,
 	if (!final)
 		return OOM(err);
 	if (stor_path_exists(final))
-		return 0;
+		/* A crash between rename and the flag leaves it writable. */
+		return subvol_is_readonly(final) ? 0 : subvol_set_readonly(final, true, err);
 	if (!(tmp = stor_tmp_path(p, "img", fp, err)))
 		return -EIO;
 	if ((rc = subvol_create(tmp, err)) < 0)
@@ -465,14 +475,14 @@ static int btrfs_image_ensure(struct stor_pool *p, const char *fp,
 	rc = stor_unpack_image(tmp, src, err);
 	if (rc == 0 && chmod(tmp, STOR_PRIVATE_MODE) < 0)
 		rc = cell_err_sys(err, 500, errno, "chmod %s", tmp);
-	/* Read-only: every container snapshot shares these extents, and a
-	 * stray write must not change them all. */
-	if (rc == 0)
-		rc = subvol_set_readonly(tmp, true, err);
 	if (rc == 0) {
+		/* Renamed while still writable: btrfs refuses to move a
+		 * read-only subvolume to another directory (EROFS). */
 		rc = stor_rename_noreplace(tmp, final);
 		if (rc == 0)
-			return 0;
+			/* Read-only: every container snapshot shares these
+			 * extents, and a stray write must not change them all. */
+			return subvol_set_readonly(final, true, err);
 		if (rc == -EEXIST || rc == -ENOTEMPTY)
 			rc = 0;   /* a concurrent ensure won */
 		else
@@ -599,6 +609,11 @@ static int btrfs_ct_copy(struct stor_pool *p, const char *src, const char *dst,
 	    (rc = stor_need_absent(dsnaps, "snapshots of", dst, err)) < 0)
 		return rc;
 	if (with_snapshots) {
+		if ((rc = stor_has_snapshots(p, src, err)) < 0)
+			return rc;
+		with_snapshots = rc == 1;   /* nothing to copy: no empty snapshot dir */
+	}
+	if (with_snapshots) {
 		if (!(tmpsnaps = stor_tmp_path(p, "snaps", dst, err)))
 			return -EIO;
 		rc = copy_snapshots(p, src, tmpsnaps, from, to, err);
@@ -616,6 +631,9 @@ static int btrfs_ct_copy(struct stor_pool *p, const char *src, const char *dst,
 }
 
 /* ---- snapshots ---- */
+
+static int qgroup_limit(const char *vol, uint64_t bytes);
+static uint64_t qgroup_get_limit(const char *vol);
 
 static int btrfs_snapshot_create(struct stor_pool *p, const char *name, const char *snap,
 				 cell_error *err)
@@ -643,6 +661,7 @@ static int btrfs_snapshot_restore(struct stor_pool *p, const char *name, const c
 {
 	_cleanup_free_ char *vol = stor_ct_path(p, name), *sp = stor_snap_path(p, name, snap);
 	_cleanup_free_ char *tmp = NULL;
+	uint64_t limit;
 	int rc;
 
 	if ((rc = stor_need_present(vol, "volume", name, err)) < 0 ||
@@ -654,6 +673,10 @@ static int btrfs_snapshot_restore(struct stor_pool *p, const char *name, const c
 		return rc;
 	if (chmod(tmp, STOR_CT_DIR_MODE) < 0)
 		rc = cell_err_sys(err, 500, errno, "chmod %s", tmp);
+	/* A limit belongs to the subvolume, and the restored volume is a new
+	 * one: carry the size over or a restore would lift it. */
+	if (rc == 0 && (limit = qgroup_get_limit(vol)) && (rc = qgroup_limit(tmp, limit)) < 0)
+		rc = cell_err_sys(err, 500, -rc, "carry the size limit over to %s", tmp);
 	/* One exchange: the volume is either the old tree or the snapshot. */
 	if (rc == 0 && renameat2(AT_FDCWD, tmp, AT_FDCWD, vol, RENAME_EXCHANGE) < 0)
 		rc = cell_err_sys(err, 500, errno, "swap %s into place", tmp);
@@ -718,14 +741,13 @@ static int subvol_id(int fd, uint64_t *id)
 	return 0;
 }
 
-/* Referenced bytes from the subvolume's qgroup info item; -ENOTCONN
- * when quotas are off. */
-static int qgroup_referenced(const char *vol, uint64_t *bytes)
+/* One item of the subvolume's level-0 qgroup from the quota tree (info or
+ * limit); -ENOTCONN when quotas are off or the item is missing. */
+static int qgroup_item(const char *vol, uint32_t type, void *out, size_t len)
 {
 	_cleanup_close_ int fd = open(vol, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct btrfs_ioctl_search_args s = { 0 };
 	struct btrfs_ioctl_search_header *h = (void *)s.buf;
-	struct btrfs_qgroup_info_item *item = (void *)(h + 1);
 	uint64_t id;
 	int rc;
 
@@ -734,17 +756,39 @@ static int qgroup_referenced(const char *vol, uint64_t *bytes)
 	if ((rc = subvol_id(fd, &id)) < 0)
 		return rc;
 	s.key.tree_id = BTRFS_QUOTA_TREE_OBJECTID;
-	s.key.min_type = s.key.max_type = BTRFS_QGROUP_INFO_KEY;
+	s.key.min_type = s.key.max_type = type;
 	s.key.min_offset = s.key.max_offset = id;   /* qgroup 0/<id> */
 	s.key.max_objectid = 0;
 	s.key.max_transid = (uint64_t)-1;
 	s.key.nr_items = 1;
 	if (ioctl(fd, BTRFS_IOC_TREE_SEARCH, &s) < 0)
 		return errno == ENOENT ? -ENOTCONN : -errno;
-	if (s.key.nr_items < 1 || h->type != BTRFS_QGROUP_INFO_KEY)
+	if (s.key.nr_items < 1 || h->type != type || h->len < len)
 		return -ENOTCONN;
-	*bytes = le64toh(item->rfer);
+	memcpy(out, h + 1, len);
 	return 0;
+}
+
+static int qgroup_referenced(const char *vol, uint64_t *bytes)
+{
+	struct btrfs_qgroup_info_item info;
+	int rc = qgroup_item(vol, BTRFS_QGROUP_INFO_KEY, &info, sizeof(info));
+
+	if (rc == 0)
+		*bytes = le64toh(info.rfer);
+	return rc;
+}
+
+/* The size limit on a volume, 0 for none. */
+static uint64_t qgroup_get_limit(const char *vol)
+{
+	struct btrfs_qgroup_limit_item lim;
+
+	if (qgroup_item(vol, BTRFS_QGROUP_LIMIT_KEY, &lim, sizeof(lim)) < 0 ||
+	    !(le64toh(lim.flags) & BTRFS_QGROUP_LIMIT_MAX_RFER) ||
+	    le64toh(lim.max_rfer) == (uint64_t)-1)
+		return 0;
+	return le64toh(lim.max_rfer);
 }
 
 static int btrfs_ct_usage(struct stor_pool *p, const char *name, uint64_t *used, cell_error *err)
@@ -829,11 +873,19 @@ static int place_received(struct stor_pool *p, const char *name, const char *sna
 	if (snap) {
 		/* Kept as received (read-only, received_uuid intact) so a
 		 * later incremental stream finds its parent. */
+		int rc;
 		if (mkdir(dir, STOR_PRIVATE_MODE) < 0 && errno != EEXIST)
 			return cell_err_sys(err, 500, errno, "mkdir %s", dir);
-		if (chmod(got, STOR_CT_DIR_MODE) < 0 && errno != EROFS)
+		/* btrfs moves a read-only subvolume to another directory only
+		 * while writable; the flag alone changes no data and keeps
+		 * received_uuid. */
+		if ((rc = subvol_set_readonly(got, false, err)) < 0)
+			return rc;
+		if (chmod(got, STOR_CT_DIR_MODE) < 0)
 			return cell_err_sys(err, 500, errno, "chmod %s", got);
-		return stor_place(got, final, err);
+		if ((rc = stor_place(got, final, err)) < 0)
+			return rc;
+		return subvol_set_readonly(final, true, err);
 	}
 	return snapshot_into(p, name, got, final, NULL, NULL, err);
 }

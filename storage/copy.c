@@ -373,13 +373,19 @@ static int copy_dir(struct copy *c, int sdir, int ddir, const char *name, const 
 
 static int copy_reg(struct copy *c, int sdir, int ddir, const char *name, const struct statx *stx)
 {
-	_cleanup_close_ int sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
+	/* O_NONBLOCK: a running container may have swapped the file for a
+	 * fifo since the stat, and opening that must not hang the copy. */
+	_cleanup_close_ int sfd = openat(sdir, name, O_RDONLY | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK |
+							O_CLOEXEC);
 	_cleanup_close_ int dfd = -1;
 	struct where s, d;
+	struct stat st;
 	int rc;
 
 	if (sfd < 0)
 		return copy_fail(c, errno, "open");
+	if (fstat(sfd, &st) < 0 || !S_ISREG(st.st_mode))
+		return cell_err(c->err, 500, EAGAIN, "copy %s: changed while being copied", c->rel.buf);
 	dfd = openat(ddir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (dfd < 0)
 		return copy_fail(c, errno, "create");

@@ -3,7 +3,9 @@
  * images/<fp>/ and each container is a tree copy of it (reflinked where the
  * filesystem can), ids shifted during the copy.  Snapshots are full copies.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,9 +97,10 @@ static int dir_pool_delete(struct stor_pool *p, cell_error *err)
 {
 	static const char *const keep[] = { "containers", "containers-snapshots", "custom",
 					    "custom-snapshots" };
-	static const char *const drop[] = { "images", ".tmp" };
+	static const char *const drop[] = { "images", ".spare", ".tmp" };
 	int rc;
 
+	stor_dir_wait_refills(p->path);
 	for (size_t i = 0; i < ARRAY_SIZE(keep); i++) {
 		_cleanup_free_ char *d = xasprintf("%s/%s", p->path, keep[i]);
 		if (!d)
@@ -136,6 +139,233 @@ int stor_dir_pool_usage(struct stor_pool *p, uint64_t *used, uint64_t *total, ce
 	return 0;
 }
 
+/* ---- spare copies ----
+ *
+ * A dir create is bound by inode creation, not by data: reflinks make the
+ * data free, but every file, link and symlink of the rootfs is still a new
+ * inode, and on a busy ext4 that is 100-200 us each.  So the pool keeps
+ * `spares` ready-made copies of each cached image in .spare/<fp>-<rand>
+ * (built in .tmp/ and renamed in when complete): a create renames one into
+ * place and only has to chown it for its id map, and a background thread
+ * copies the next spare.  A spare is a plain copy of an immutable cache, so
+ * one left over from before a restart is as good as a new one.
+ */
+
+struct refill {
+	char *pool, *fp;
+};
+
+static pthread_mutex_t refill_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t refill_cond = PTHREAD_COND_INITIALIZER;
+static char *refilling[16];   /* "<pool path>/<fp>" being copied now */
+
+static char *spare_dir(const char *pool)
+{
+	return xasprintf("%s/.spare", pool);
+}
+
+/* Rename one spare of fp to dst; 1 when one was had, 0 when none. */
+static int spare_claim(const struct stor_pool *p, const char *fp, const char *dst)
+{
+	_cleanup_free_ char *dir = spare_dir(p->path);
+	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
+	size_t n = strlen(fp);
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *src = NULL;
+		if (strncmp(de->d_name, fp, n) || de->d_name[n] != '-')
+			continue;
+		src = xasprintf("%s/%s", dir, de->d_name);
+		/* A concurrent create may take it first: then try the next. */
+		if (src && rename(src, dst) == 0)
+			return 1;
+	}
+	return 0;
+}
+
+static size_t spare_count(const char *pool, const char *fp)
+{
+	_cleanup_free_ char *dir = spare_dir(pool);
+	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
+	size_t n = strlen(fp), count = 0;
+	struct dirent *de;
+
+	while (d && (de = readdir(d)))
+		if (!strncmp(de->d_name, fp, n) && de->d_name[n] == '-')
+			count++;
+	return count;
+}
+
+static bool refill_start(const char *key)
+{
+	bool ok = false;
+
+	pthread_mutex_lock(&refill_lock);
+	for (size_t i = 0; i < ARRAY_SIZE(refilling); i++)
+		if (refilling[i] && !strcmp(refilling[i], key))
+			goto out;   /* already under way */
+	for (size_t i = 0; i < ARRAY_SIZE(refilling); i++) {
+		if (!refilling[i]) {
+			ok = (refilling[i] = strdup(key)) != NULL;
+			break;
+		}
+	}
+out:
+	pthread_mutex_unlock(&refill_lock);
+	return ok;
+}
+
+static void refill_done(const char *key)
+{
+	pthread_mutex_lock(&refill_lock);
+	for (size_t i = 0; i < ARRAY_SIZE(refilling); i++) {
+		if (refilling[i] && !strcmp(refilling[i], key)) {
+			free(refilling[i]);
+			refilling[i] = NULL;
+		}
+	}
+	pthread_cond_broadcast(&refill_cond);
+	pthread_mutex_unlock(&refill_lock);
+}
+
+static bool refill_busy(const char *pool)
+{
+	size_t n = strlen(pool);
+
+	for (size_t i = 0; i < ARRAY_SIZE(refilling); i++)
+		if (refilling[i] && !strncmp(refilling[i], pool, n) && refilling[i][n] == '/')
+			return true;
+	return false;
+}
+
+/* Wait for the spare copy of fp under way, if any; true when there was one. */
+static bool spare_wait(const struct stor_pool *p, const char *fp)
+{
+	_cleanup_free_ char *key = xasprintf("%s/%s", p->path, fp);
+	bool waited = false;
+
+	if (!key)
+		return false;
+	pthread_mutex_lock(&refill_lock);
+	for (;;) {
+		bool busy = false;
+		for (size_t i = 0; i < ARRAY_SIZE(refilling); i++)
+			busy |= refilling[i] && !strcmp(refilling[i], key);
+		if (!busy)
+			break;
+		waited = true;
+		pthread_cond_wait(&refill_cond, &refill_lock);
+	}
+	pthread_mutex_unlock(&refill_lock);
+	return waited;
+}
+
+void stor_dir_wait_refills(const char *pool)
+{
+	pthread_mutex_lock(&refill_lock);
+	while (refill_busy(pool))
+		pthread_cond_wait(&refill_cond, &refill_lock);
+	pthread_mutex_unlock(&refill_lock);
+}
+
+/* Copy the image to a new spare.  Needs nothing from the pool handle, which
+ * may be freed meanwhile. */
+static int spare_make(const char *pool, const char *fp, cell_error *err)
+{
+	_cleanup_free_ char *image = xasprintf("%s/images/%s", pool, fp);
+	_cleanup_free_ char *dir = spare_dir(pool), *tmp = NULL, *final = NULL;
+	struct stat before, after;
+	char rnd[17];
+	int rc;
+
+	if (!image || !dir || util_random_hex(rnd, 8) < 0)
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	tmp = xasprintf("%s/.tmp/spare-%s-%s", pool, fp, rnd);
+	final = xasprintf("%s/%s-%s", dir, fp, rnd);
+	if (!tmp || !final)
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	if (mkdir(dir, STOR_PRIVATE_MODE) < 0 && errno != EEXIST)
+		return cell_err_sys(err, 500, errno, "mkdir %s", dir);
+	if (stat(image, &before) < 0)
+		return cell_err_sys(err, 404, errno, "image %s", fp);
+	rc = stor_copy_tree(image, tmp, NULL, err);
+	/* image_delete moves the cache away before removing it: the same
+	 * inode still in place means the copy read a whole tree. */
+	if (rc == 0 && (stat(image, &after) < 0 || after.st_ino != before.st_ino ||
+			after.st_dev != before.st_dev))
+		rc = cell_err(err, 409, ENOENT, "image %s went away during the copy", fp);
+	if (rc == 0 && rename(tmp, final) < 0)
+		rc = cell_err_sys(err, 500, errno, "rename %s", tmp);
+	if (rc < 0) {
+		cell_error e2;
+		stor_remove_tree(tmp, &e2);
+	}
+	return rc;
+}
+
+static void *refill_thread(void *data)
+{
+	struct refill *r = data;
+	_cleanup_free_ char *key = xasprintf("%s/%s", r->pool, r->fp);
+	cell_error err;
+
+	if (spare_make(r->pool, r->fp, &err) < 0)
+		log_info("spare copy of image %s: %s", r->fp, err.msg);
+	if (key)
+		refill_done(key);
+	free(r->pool);
+	free(r->fp);
+	free(r);
+	return NULL;
+}
+
+/* Start copying a spare in the background unless enough are there. */
+static void spare_refill(const struct stor_pool *p, const char *fp)
+{
+	_cleanup_free_ char *key = xasprintf("%s/%s", p->path, fp);
+	struct refill *r;
+	pthread_attr_t attr;
+	pthread_t th;
+
+	if (!key || spare_count(p->path, fp) >= p->spares || !refill_start(key))
+		return;
+	r = calloc(1, sizeof(*r));
+	if (r && (r->pool = strdup(p->path)) && (r->fp = strdup(fp))) {
+		pthread_attr_init(&attr);
+		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&th, &attr, refill_thread, r) == 0) {
+			pthread_attr_destroy(&attr);
+			return;
+		}
+		pthread_attr_destroy(&attr);
+	}
+	if (r) {
+		free(r->pool);
+		free(r->fp);
+		free(r);
+	}
+	refill_done(key);
+}
+
+/* Spares of fp (all of them when fp is NULL: images that are gone). */
+static void spare_drop(const struct stor_pool *p, const char *fp)
+{
+	_cleanup_free_ char *dir = spare_dir(p->path);
+	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
+	size_t n = fp ? strlen(fp) : 0;
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *path = NULL;
+		cell_error e2;
+		if (de->d_name[0] == '.' || (fp && (strncmp(de->d_name, fp, n) || de->d_name[n] != '-')))
+			continue;
+		if ((path = xasprintf("%s/%s", dir, de->d_name)))
+			stor_discard(p, path, &e2);
+	}
+}
+
 /* ---- images ---- */
 
 static int dir_image_ensure(struct stor_pool *p, const char *fp, const struct stor_image_src *src,
@@ -146,8 +376,10 @@ static int dir_image_ensure(struct stor_pool *p, const char *fp, const struct st
 
 	if (!final)
 		return OOM(err);
-	if (stor_path_exists(final))
+	if (stor_path_exists(final)) {
+		spare_refill(p, fp);
 		return 0;
+	}
 	if (!(tmp = stor_tmp_path(p, "img", fp, err)))
 		return -EIO;
 	if (mkdir(tmp, STOR_PRIVATE_MODE) < 0)
@@ -159,8 +391,10 @@ static int dir_image_ensure(struct stor_pool *p, const char *fp, const struct st
 			rc = 0;   /* a concurrent ensure won: its copy is as good */
 		else if (rc < 0)
 			rc = cell_err_sys(err, 500, -rc, "rename %s to %s", tmp, final);
-		else
+		else {
+			spare_refill(p, fp);
 			return 0;
+		}
 	}
 	cell_error e2;
 	stor_remove_tree(tmp, &e2);
@@ -170,7 +404,13 @@ static int dir_image_ensure(struct stor_pool *p, const char *fp, const struct st
 int stor_dir_image_delete(struct stor_pool *p, const char *fp, cell_error *err)
 {
 	_cleanup_free_ char *path = stor_image_path(p, fp);
-	return path ? stor_discard(p, path, err) : OOM(err);
+	int rc = path ? stor_discard(p, path, err) : OOM(err);
+
+	if (rc == 0) {
+		stor_dir_wait_refills(p->path);   /* no spare of it may land after this */
+		spare_drop(p, fp);
+	}
+	return rc;
 }
 
 /* ---- containers ---- */
@@ -198,7 +438,8 @@ static int build_and_place(struct stor_pool *p, const char *name, const char *fi
 }
 
 struct from_image {
-	const char *image;
+	struct stor_pool *p;
+	const char *fp, *image;
 	const struct idmap *map;
 };
 
@@ -206,20 +447,33 @@ static int build_from_image(const char *tmp, void *data, cell_error *err)
 {
 	struct from_image *fi = data;
 	struct stor_copy_opts o = { .from = NULL, .to = fi->map };
-	return stor_copy_tree(fi->image, tmp, &o, err);
+	_cleanup_free_ char *rootfs = NULL;
+
+	/* A copy already under way finishes sooner than a new one, and two
+	 * at once only slow each other down on the same disk. */
+	if (!spare_claim(fi->p, fi->fp, tmp) &&
+	    !(spare_wait(fi->p, fi->fp) && spare_claim(fi->p, fi->fp, tmp)))
+		return stor_copy_tree(fi->image, tmp, &o, err);
+	/* Spares hold the image's own ids. */
+	if (stor_idmap_is_identity(NULL, fi->map))
+		return 0;
+	rootfs = xasprintf("%s/rootfs", tmp);
+	return rootfs ? stor_shift_tree(rootfs, NULL, fi->map, err) : OOM(err);
 }
 
 static int dir_ct_create_from_image(struct stor_pool *p, const char *name, const char *fp,
 				    const struct idmap *map, cell_error *err)
 {
 	_cleanup_free_ char *final = stor_ct_path(p, name), *image = stor_image_path(p, fp);
-	struct from_image fi = { .image = image, .map = map };
+	struct from_image fi = { .p = p, .fp = fp, .image = image, .map = map };
 	int rc;
 
 	if ((rc = stor_need_absent(final, "volume", name, err)) < 0 ||
 	    (rc = stor_need_present(image, "image", fp, err)) < 0)
 		return rc;
-	return build_and_place(p, name, final, build_from_image, &fi, err);
+	rc = build_and_place(p, name, final, build_from_image, &fi, err);
+	spare_refill(p, fp);
+	return rc;
 }
 
 static int build_empty(const char *tmp, void *data, cell_error *err)
@@ -300,6 +554,11 @@ static int dir_ct_copy(struct stor_pool *p, const char *src, const char *dst, bo
 	    (rc = stor_need_absent(dpath, "volume", dst, err)) < 0 ||
 	    (rc = stor_need_absent(dsnaps, "snapshots of", dst, err)) < 0)
 		return rc;
+	if (with_snapshots) {
+		if ((rc = stor_has_snapshots(p, src, err)) < 0)
+			return rc;
+		with_snapshots = rc == 1;   /* nothing to copy: no empty snapshot dir */
+	}
 	if (with_snapshots) {
 		if (!(tmpsnaps = stor_tmp_path(p, "snaps", dst, err)))
 			return -EIO;

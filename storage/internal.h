@@ -68,6 +68,8 @@ int stor_unpack_image(const char *dest, const struct stor_image_src *src, cell_e
  * NULL path (failed allocation). */
 int stor_need_present(const char *path, const char *what, const char *name, cell_error *err);
 int stor_need_absent(const char *path, const char *what, const char *name, cell_error *err);
+/* 1 when the container has snapshots, 0 when not, or -errno. */
+int stor_has_snapshots(const struct stor_pool *p, const char *name, cell_error *err);
 /* Host uid/gid of the map's root (0/0 for none). */
 int stor_map_root(const struct idmap *map, uid_t *uid, gid_t *gid, cell_error *err);
 bool stor_dir_is_empty(const char *path);
@@ -86,6 +88,11 @@ int stor_dir_snapshot_rename(struct stor_pool *p, const char *name, const char *
 int stor_dir_ct_usage(struct stor_pool *p, const char *name, uint64_t *used, cell_error *err);
 int stor_dir_ct_shift(struct stor_pool *p, const char *name, const struct idmap *from,
 		      const struct idmap *to, cell_error *err);
+
+/* Block until no background spare copy runs for the pool at this path
+ * (stor_pool_free calls it, so nothing writes into a pool after its handle
+ * is gone). */
+void stor_dir_wait_refills(const char *pool);
 
 /* ---- copy.c: set of (dev, ino) for hard links and shifted inodes ---- */
 struct stor_inode_set {

@@ -96,6 +96,7 @@ int stor_pool_new(const char *cell_dir, const char *name, const char *driver, js
 	if (!p)
 		return cell_err(err, 500, ENOMEM, "out of memory");
 	p->ops = ops;
+	p->spares = 1;
 	p->name = strdup(name);
 	p->driver = strdup(ops->name);
 	p->cell_dir = strdup(cell_dir);
@@ -114,6 +115,8 @@ void stor_pool_free(struct stor_pool *p)
 {
 	if (!p)
 		return;
+	if (p->path)
+		stor_dir_wait_refills(p->path);
 	free(p->priv);
 	free(p->name);
 	free(p->driver);
@@ -347,6 +350,15 @@ int stor_make_layout(const struct stor_pool *p, cell_error *err)
 	return 0;
 }
 
+int stor_has_snapshots(const struct stor_pool *p, const char *name, cell_error *err)
+{
+	_cleanup_free_ char *dir = stor_snap_dir(p, name);
+
+	if (!dir)
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	return stor_dir_is_empty(dir) ? 0 : 1;
+}
+
 static int cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
@@ -360,7 +372,9 @@ int stor_snapshot_list(const struct stor_pool *p, const char *name, char ***out,
 	size_t n = 0;
 	struct dirent *de;
 
-	if (!dir || !v)
+	if (!v)
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	if (!dir)
 		return cell_err(err, 400, EINVAL, "invalid container name \"%s\"", name);
 	d = opendir(dir);
 	if (!d && errno != ENOENT)
@@ -627,16 +641,46 @@ int stor_tree_usage(const char *path, uint64_t *used, cell_error *err)
 	return 0;
 }
 
+void stor_pool_settle(struct stor_pool *p)
+{
+	stor_dir_wait_refills(p->path);
+}
+
+/* Spares (dir pools) of images no longer cached go too. */
+static void gc_spares(struct stor_pool *p)
+{
+	_cleanup_free_ char *dir = xasprintf("%s/.spare", p->path);
+	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
+	struct dirent *de;
+
+	while (d && (de = readdir(d))) {
+		_cleanup_free_ char *fp = strdup(de->d_name), *img = NULL, *path = NULL;
+		char *dash = fp ? strrchr(fp, '-') : NULL;
+		cell_error e2;
+		if (de->d_name[0] == '.' || !dash)
+			continue;
+		*dash = '\0';
+		img = stor_image_path(p, fp);
+		if (img && stor_path_exists(img))
+			continue;
+		if ((path = xasprintf("%s/%s", dir, de->d_name)))
+			stor_discard(p, path, &e2);
+	}
+}
+
 int stor_pool_gc(struct stor_pool *p, cell_error *err)
 {
 	_cleanup_free_ char *dir = xasprintf("%s/.tmp", p->path);
-	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
+	_cleanup_closedir_ DIR *d = NULL;
 	struct dirent *de;
 	int ret = 0;
 
-	if (!d)
-		return errno == ENOENT ? 0 : cell_err_sys(err, 500, errno, "open %s", dir);
-	while ((de = readdir(d))) {
+	/* Spare copies in flight also work in .tmp. */
+	stor_dir_wait_refills(p->path);
+	d = dir ? opendir(dir) : NULL;
+	if (!d && errno != ENOENT)
+		return cell_err_sys(err, 500, errno, "open %s", dir);
+	while (d && (de = readdir(d))) {
 		_cleanup_free_ char *path = NULL;
 		int rc;
 		if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, ".."))
@@ -649,6 +693,7 @@ int stor_pool_gc(struct stor_pool *p, cell_error *err)
 		if (rc < 0)
 			ret = rc;   /* keep going: one stuck entry must not pin the rest */
 	}
+	gc_spares(p);
 	return ret;
 }
 
@@ -725,7 +770,10 @@ int stor_image_ensure(struct stor_pool *p, const char *fp, const struct stor_ima
 		return rc;
 	if (!src || !src->image_path)
 		return cell_err(err, 400, EINVAL, "image %s: no image file given", fp);
-	return p->ops->image_ensure(p, fp, src, err);
+	pthread_rwlock_rdlock(&p->image_lock);
+	rc = p->ops->image_ensure(p, fp, src, err);
+	pthread_rwlock_unlock(&p->image_lock);
+	return rc;
 }
 
 int stor_image_delete(struct stor_pool *p, const char *fp, cell_error *err)
@@ -884,8 +932,15 @@ int stor_discard(const struct stor_pool *p, const char *path, cell_error *err)
 	tmp = stor_tmp_path(p, "del", base ? base + 1 : path, err);
 	if (!tmp)
 		return -EIO;
-	if (rename(path, tmp) < 0)
-		return errno == ENOENT ? 0 : cell_err_sys(err, 500, errno, "move %s aside", path);
+	if (rename(path, tmp) < 0) {
+		if (errno == ENOENT)
+			return 0;
+		/* A read-only btrfs subvolume cannot change directory, but
+		 * destroying it in place is a single atomic ioctl anyway. */
+		if (errno == EROFS)
+			return stor_remove_tree(path, err);
+		return cell_err_sys(err, 500, errno, "move %s aside", path);
+	}
 	rc = stor_remove_tree(tmp, &e2);
 	if (rc < 0)
 		log_warn("storage pool %s: %s (left for clean-up at next start)", p->name, e2.msg);

@@ -10,6 +10,7 @@
  *                                                     metadata.yaml + templates/)
  *       .tmp/                                         work area: volumes are built here
  *                                                     and renamed into place
+ *       .spare/<fp>-<rand>/                           dir: ready copies of an image
  *   $CELL_DIR/disks/<pool>.img                        loop file of a btrfs/zfs pool
  *
  * Contract shared by every op:
@@ -54,6 +55,9 @@ struct stor_pool {
 	json_t *config;   /* LXD pool config (string values); pool_create fills defaults */
 	const struct stor_ops *ops;
 	void *priv;
+	/* dir: ready-made copies kept per cached image so a create is a
+	 * rename instead of a copy (see dir.c); 0 turns them off. */
+	unsigned spares;
 	/* Held shared while a volume is built from an image cache and
 	 * exclusively while a cache is deleted, so a create never copies a
 	 * half-removed image. */
@@ -172,6 +176,8 @@ static inline void stor_pool_freep(struct stor_pool **p) { stor_pool_free(*p); }
 
 /* Config value or NULL. */
 const char *stor_pool_config(const struct stor_pool *p, const char *key);
+/* Wait for the pool's background work (dir: spare copies) to finish. */
+void stor_pool_settle(struct stor_pool *p);
 /* Remove the .tmp/ debris of interrupted creates and deletes.  Call once at
  * daemon start after mounting, before any op on the pool runs. */
 int stor_pool_gc(struct stor_pool *p, cell_error *err);
@@ -242,8 +248,8 @@ struct stor_copy_opts {
  * the filesystem can, else copy_file_range (holes kept); owner, mode
  * (setuid too), times, xattrs (security.capability, POSIX ACLs), device
  * nodes, fifos, sockets, symlinks and hard links are kept.  Never follows a
- * symlink in src; refuses to descend into a mount point.  On failure dst is
- * removed. */
+ * symlink in src; a mount point inside src is copied as an empty directory
+ * (like cp -x).  On failure dst is removed. */
 int stor_copy_tree(const char *src, const char *dst, const struct stor_copy_opts *o,
 		   cell_error *err);
 /* Re-own the tree at path in place from `from` to `to`: uid/gid (setuid and

@@ -203,3 +203,158 @@ def make_client_cert(directory, name="client"):
                     "/CN=" + name, "-keyout", key, "-out", crt], check=True,
                    capture_output=True)
     return crt, key
+
+
+# ---- helpers shared by the foundation tests (server, trust, bad input,
+# lifecycle, LXD clients) ------------------------------------------------------
+
+def _parse_curl_headers(raw):
+    """Headers of the last response in a curl -D dump (skips 100 Continue)."""
+    blocks = [b for b in raw.replace("\r\n", "\n").split("\n\n") if b.strip()]
+    headers = {}
+    if blocks:
+        for line in blocks[-1].split("\n")[1:]:
+            if ":" in line:
+                k, v = line.split(":", 1)
+                headers[k.strip().lower()] = v.strip()
+    return headers
+
+
+def curl(args, body=None, timeout=30):
+    """Run curl with extra `args`; returns a Response.
+
+    Status is 0 when no HTTP answer came (refused, reset, TLS failure); the
+    curl exit code and stderr are kept on the Response for assertions.
+    """
+    tmp = tempfile.mkdtemp(prefix="cell-curl-")
+    try:
+        hdr, out = os.path.join(tmp, "h"), os.path.join(tmp, "b")
+        cmd = ["curl", "-sS", "--max-time", str(timeout), "-D", hdr, "-o", out,
+               "-w", "%{http_code}", "-H", "Expect:"]
+        if body is not None:
+            if not isinstance(body, (bytes, str)):
+                body = json.dumps(body)
+                cmd += ["-H", "Content-Type: application/json"]
+            path = os.path.join(tmp, "req")
+            with open(path, "wb") as f:
+                f.write(body.encode() if isinstance(body, str) else body)
+            cmd += ["--data-binary", "@" + path]
+        p = subprocess.run(cmd + list(args), capture_output=True, timeout=timeout + 10)
+        code = p.stdout.decode().strip()
+        status = int(code) if code.isdigit() else 0
+        headers, data = {}, b""
+        if os.path.exists(hdr):
+            with open(hdr, errors="replace") as f:
+                headers = _parse_curl_headers(f.read())
+        if os.path.exists(out):
+            with open(out, "rb") as f:
+                data = f.read()
+        r = Response(status, headers, data)
+        r.curl_rc = p.returncode
+        r.curl_err = p.stderr.decode(errors="replace")
+        return r
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def curl_unix(sock, method, path, body=None, headers=None, timeout=30):
+    """curl --unix-socket: the way the issue asks every endpoint to be checked."""
+    args = ["--unix-socket", sock, "-X", method]
+    for k, v in (headers or {}).items():
+        args += ["-H", "%s: %s" % (k, v)]
+    if method == "HEAD":
+        args = ["--unix-socket", sock, "-I"]
+    return curl(args + ["http://localhost" + path], body=body, timeout=timeout)
+
+
+def curl_https(port, method, path, cert=None, key=None, body=None, headers=None, extra=(),
+               timeout=30):
+    """curl over HTTPS to 127.0.0.1:port, with a client certificate when given."""
+    args = ["-k", "-X", method] + list(extra)
+    if cert:
+        args += ["--cert", cert, "--key", key]
+    for k, v in (headers or {}).items():
+        args += ["-H", "%s: %s" % (k, v)]
+    return curl(args + ["https://127.0.0.1:%d%s" % (port, path)], body=body, timeout=timeout)
+
+
+def pem_to_der(pem):
+    """DER bytes of the first certificate in a PEM text or file path."""
+    if isinstance(pem, bytes):
+        pem = pem.decode()
+    if "-----BEGIN" not in pem:
+        with open(pem) as f:
+            pem = f.read()
+    return ssl.PEM_cert_to_DER_cert(pem[pem.index("-----BEGIN"):pem.index("-----END")] +
+                                    "-----END CERTIFICATE-----\n")
+
+
+def cert_fingerprint(pem):
+    """LXD's certificate fingerprint: sha256 of the DER, lowercase hex."""
+    import hashlib
+    return hashlib.sha256(pem_to_der(pem)).hexdigest()
+
+
+def cert_b64_der(pem):
+    """The `certificate` field LXD clients POST: base64 of the DER."""
+    import base64
+    return base64.b64encode(pem_to_der(pem)).decode()
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
+def wait_port(port, is_open=True, timeout=10, host="127.0.0.1"):
+    """Wait until the port accepts (or refuses) connections; returns success."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if port_open(port, host) == is_open:
+            return True
+        time.sleep(0.02)
+    return port_open(port, host) == is_open
+
+
+def fd_count(pid):
+    return len(os.listdir("/proc/%d/fd" % pid))
+
+
+def wait_fds_settle(pid, baseline, slack=5, timeout=15):
+    """Wait for a process's open fds to come back to baseline (+slack); returns the count."""
+    deadline = time.time() + timeout
+    n = fd_count(pid)
+    while n > baseline + slack and time.time() < deadline:
+        time.sleep(0.1)
+        n = fd_count(pid)
+    return n
+
+
+def stop_checked(d, sig=signal.SIGTERM):
+    """Stop a Celld, assert it exited 0 (stop() already fails on sanitizer reports)."""
+    rc = d.stop(sig)
+    assert rc == 0, "celld exited %s:\n%s" % (rc, d.stderr()[-4000:])
+
+
+# Known celld leak (see test_https_trust.py::test_no_leak_per_https_request, a
+# strict xfail): every HTTPS request with a client certificate leaks the
+# peer's PEM copied in srv_identify().  Daemons of tests that are about
+# something else get this LSan suppression so that one bug does not turn
+# every HTTPS test red; the dedicated test runs without it.  Remove both
+# when the leak is fixed (that test then XPASSes and fails, as a reminder).
+KNOWN_LEAKS = ["srv_identify"]
+
+
+def lsan_env(directory):
+    """Environment that suppresses KNOWN_LEAKS for a celld started with it."""
+    if not KNOWN_LEAKS:
+        return {}
+    path = os.path.join(directory, "lsan.supp")
+    with open(path, "w") as f:
+        f.write("".join("leak:%s\n" % fn for fn in KNOWN_LEAKS))
+    opts = os.environ.get("LSAN_OPTIONS", "")
+    return {"LSAN_OPTIONS": (opts + ":" if opts else "") +
+            "suppressions=%s:print_suppressions=0" % path}

@@ -10,10 +10,13 @@
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <locale.h>
 #include <ftw.h>
 #include <unistd.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <sys/xattr.h>
 #include <archive.h>
@@ -21,6 +24,7 @@
 #include <cmocka.h>
 
 #include "common/cleanup.h"
+#include "common/sha256.h"
 #include "common/tarstream.h"
 #include "common/util.h"
 
@@ -116,6 +120,10 @@ static void add_entry(struct archive *a, const struct ent *x)
 
 static void make_tar(const char *path, const char *filter, const struct ent *ents, size_t n)
 {
+	/* Write names as GNU tar and Go do (UTF-8 pax headers); unpacking then runs
+	 * in the daemon's C locale. */
+	locale_t utf8 = newlocale(LC_ALL_MASK, "C.UTF-8", (locale_t)0);
+	locale_t old = uselocale(utf8);
 	struct archive *a = archive_write_new();
 
 	archive_write_set_format_pax_restricted(a);
@@ -128,6 +136,8 @@ static void make_tar(const char *path, const char *filter, const struct ent *ent
 		add_entry(a, &ents[i]);
 	assert_int_equal(archive_write_close(a), ARCHIVE_OK);
 	archive_write_free(a);
+	uselocale(old);
+	freelocale(utf8);
 }
 
 static const unsigned char cap_v2[20] = { 0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00 };
@@ -151,6 +161,10 @@ static const struct ent unified[] = {
 	{ "rootfs/dev/", F_DIR },
 	{ "rootfs/dev/null", F_CHR },
 	{ "./rootfs/etc/motd", F_FILE, "dot-slash names are fine\n" },
+	{ "rootfs/etc/ünïcödé", F_FILE, "utf-8\n" },
+	{ "rootfs/usr/share/a-very-long-directory-name-that-goes-on-and-on-and-on/"
+	  "another-very-long-directory-name-that-goes-on-and-on-and-on/"
+	  "and-a-file-name-long-enough-to-need-a-pax-header.txt", F_FILE, "long\n" },
 };
 
 static char *read_all(const char *path)
@@ -191,6 +205,10 @@ static void check_unified_rootfs(const char *root, uint32_t shift)
 
 	assert_file(root, "etc/hostname", "image\n");
 	assert_file(root, "etc/motd", "dot-slash names are fine\n");
+	assert_file(root, "etc/ünïcödé", "utf-8\n");   /* bytes kept as-is */
+	assert_file(root, "usr/share/a-very-long-directory-name-that-goes-on-and-on-and-on/"
+		    "another-very-long-directory-name-that-goes-on-and-on-and-on/"
+		    "and-a-file-name-long-enough-to-need-a-pax-header.txt", "long\n");
 	lstat_rel(root, ".", &st);
 	assert_int_equal(st.st_uid, shift);
 	assert_int_equal(st.st_mode & 07777, 0755);
@@ -601,6 +619,13 @@ static void test_create_roundtrip(void **state)
 		_cleanup_free_ char *p = xasprintf("%s/etc/hostowned", root);
 		assert_int_equal(util_write_file_atomic(p, "h", 1, 0644, &err), 0);
 	}
+	{   /* a stale socket is skipped, not fatal */
+		struct sockaddr_un sa = { .sun_family = AF_UNIX };
+		int s = socket(AF_UNIX, SOCK_STREAM, 0);
+		snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/etc/sock", root);
+		assert_int_equal(bind(s, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		close(s);
+	}
 	fd = open(out, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	assert_true(fd >= 0);
 	if (tar_create(fd, root, "rootfs", &m, "gzip", &err) < 0)
@@ -626,6 +651,7 @@ static void test_create_roundtrip(void **state)
 			/* numeric ids only: no host user names leak into the image */
 			assert_true(!archive_entry_uname(e) || !*archive_entry_uname(e));
 		}
+		assert_string_not_equal(name, "rootfs/etc/sock");
 		if (!strcmp(name, "rootfs/etc/hostowned"))
 			assert_int_equal(archive_entry_uid(e), 65534);
 		if (archive_entry_hardlink(e)) {
@@ -640,6 +666,7 @@ static void test_create_roundtrip(void **state)
 	/* And it unpacks again to the same tree (privileged this time). */
 	assert_int_equal(tar_unpack_path(out, back, &plain, &err), 0);
 	assert_file(back, "etc/hostname", "image\n");
+	assert_file(back, "etc/ünïcödé", "utf-8\n");
 	{
 		struct stat st;
 		lstat_rel(back, "home/user/.profile", &st);
@@ -730,6 +757,45 @@ static void test_compression_ext(void **state)
 	assert_string_equal(tar_compression_ext("none"), ".tar");
 }
 
+/* Fingerprints are SHA-256 streamed in whatever pieces the body arrives in. */
+static void test_sha256(void **state)
+{
+	const char *abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+	_cleanup_free_ char *f = tpath("blob");
+	_cleanup_free_ char *big = malloc(3 * 1024 * 1024 + 7);
+	char one[SHA256_HEX_LEN + 1], pieces[SHA256_HEX_LEN + 1], file[SHA256_HEX_LEN + 1];
+	struct sha256_ctx c;
+	cell_error err;
+
+	assert_int_equal(sha256_init(&c), 0);
+	assert_int_equal(sha256_update(&c, "abc", 3), 0);
+	assert_int_equal(sha256_final_hex(&c, one), 0);
+	assert_string_equal(one, abc);
+
+	for (size_t i = 0; i < 3 * 1024 * 1024 + 7; i++)
+		big[i] = (char)(i * 31);
+	assert_int_equal(sha256_init(&c), 0);
+	assert_int_equal(sha256_update(&c, big, 3 * 1024 * 1024 + 7), 0);
+	assert_int_equal(sha256_final_hex(&c, one), 0);
+	assert_int_equal(sha256_init(&c), 0);
+	for (size_t off = 0; off < 3 * 1024 * 1024 + 7; off += 4099) {
+		size_t n = 3 * 1024 * 1024 + 7 - off < 4099 ? 3 * 1024 * 1024 + 7 - off : 4099;
+		assert_int_equal(sha256_update(&c, big + off, n), 0);
+	}
+	assert_int_equal(sha256_final_hex(&c, pieces), 0);
+	assert_string_equal(one, pieces);
+	assert_int_equal(util_write_file_atomic(f, big, 3 * 1024 * 1024 + 7, 0644, &err), 0);
+	assert_int_equal(sha256_file_hex(f, file, &err), 0);
+	assert_string_equal(one, file);
+	assert_int_equal(sha256_file_hex("/nonexistent/blob", file, &err), -ENOENT);
+	assert_int_equal(err.status, 404);
+	{   /* error paths release the context */
+		_cleanup_sha256_ struct sha256_ctx abandoned = { 0 };
+		assert_int_equal(sha256_init(&abandoned), 0);
+		assert_int_equal(sha256_update(&abandoned, "x", 1), 0);
+	}
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -749,6 +815,7 @@ int main(void)
 		T(test_writer_unified),
 		T(test_squashfs),
 		cmocka_unit_test(test_compression_ext),
+		T(test_sha256),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

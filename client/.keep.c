@@ -1,2 +1,0 @@
-/* keeps the library non-empty before its first file */
-int cell_client_keep_;
