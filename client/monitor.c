@@ -175,7 +175,7 @@ static int run_monitor(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 	_cleanup_client_ struct cli_client *c = NULL;
 	_cleanup_free_ char *rest = NULL;
 	_cleanup_wsc_ wsc *ws = NULL;
-	enum mon_format fmt;
+	enum mon_format fmt = MON_PRETTY;
 	const char *loglevel = cli_opt(a, "loglevel");
 	int rc, min_level = loglevel ? level_rank(loglevel) : 0;
 

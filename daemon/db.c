@@ -78,6 +78,37 @@ static const char *const db_migrations[] = {
 	"  devices TEXT NOT NULL DEFAULT '{}',"
 	"  profiles TEXT NOT NULL DEFAULT '[]',"
 	"  UNIQUE (instance_id, name));",
+	/* 3: the image store (db_images.c).  Times are unix nanoseconds, 0
+	 * for Go's zero time; the files are $CELL_DIR/images/<fingerprint>
+	 * (+ ".rootfs" when split). */
+	"CREATE TABLE images ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  fingerprint TEXT NOT NULL UNIQUE,"
+	"  type TEXT NOT NULL DEFAULT 'container',"
+	"  filename TEXT NOT NULL DEFAULT '',"
+	"  size INTEGER NOT NULL,"
+	"  meta_size INTEGER NOT NULL,"
+	"  split INTEGER NOT NULL DEFAULT 0,"
+	"  public INTEGER NOT NULL DEFAULT 0,"
+	"  auto_update INTEGER NOT NULL DEFAULT 0,"
+	"  cached INTEGER NOT NULL DEFAULT 0,"
+	"  architecture TEXT NOT NULL,"
+	"  created_at INTEGER NOT NULL DEFAULT 0,"
+	"  expires_at INTEGER NOT NULL DEFAULT 0,"
+	"  uploaded_at INTEGER NOT NULL DEFAULT 0,"
+	"  last_used_at INTEGER NOT NULL DEFAULT 0,"
+	"  update_source TEXT,"
+	"  profiles TEXT NOT NULL DEFAULT '[\"default\"]');"
+	"CREATE TABLE images_properties ("
+	"  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,"
+	"  key TEXT NOT NULL,"
+	"  value TEXT NOT NULL,"
+	"  PRIMARY KEY (image_id, key));"
+	"CREATE TABLE images_aliases ("
+	"  id INTEGER PRIMARY KEY AUTOINCREMENT,"
+	"  name TEXT NOT NULL UNIQUE,"
+	"  image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,"
+	"  description TEXT NOT NULL DEFAULT '');",
 };
 
 static sqlite3 *db_conn;

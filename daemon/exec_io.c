@@ -34,7 +34,7 @@
 #include "daemon/operations.h"
 #include "daemon/ws.h"
 
-#define EXEC_CHUNK (128u << 10)        /* one websocket message; fits a unix socket buffer */
+#define EXEC_CHUNK (64u << 10)         /* one websocket message: measured best over a unix socket */
 #define EXEC_HIGH_WATER (1u << 20)     /* must exceed ws.c's low-water mark for on_drain */
 #define EXEC_READS_PER_WAKE 16         /* fairness between sessions on one loop */
 #define EXEC_PIPE_SIZE (1 << 20)       /* fewer wake-ups per byte for bulk output */

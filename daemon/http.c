@@ -1,13 +1,13 @@
 #include "daemon/http.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "common/cleanup.h"
+#include "common/sha256_lite.h"
 #include "common/util.h"
 
 const char *http_req_header(const http_req *r, const char *name)
@@ -124,12 +124,9 @@ void resp_empty(http_resp *resp) { resp_sync(resp, json_object()); }
 
 void http_etag(json_t *src, char out[65])
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int mdlen = 0;
 	_cleanup_free_ char *s = json_dumps(src, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENCODE_ANY);
 
-	EVP_Digest(s ? s : "", s ? strlen(s) : 0, md, &mdlen, EVP_sha256(), NULL);
-	util_hex(md, 32, out);
+	sha256_lite_hex(s ? s : "", s ? strlen(s) : 0, out);
 }
 
 void resp_sync_etag(http_resp *resp, json_t *metadata, json_t *etag_src)

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <dirent.h>
 
 #include "common/cleanup.h"
 #include "common/sha256.h"
@@ -23,9 +24,17 @@ static struct {
 	bool v2[CG_NCTRL];     /* controller enabled on the unified hierarchy */
 	char *unified;         /* cgroup2 mount point, NULL if none */
 	const char *probe;     /* hierarchy used to find monitor processes */
+	char *all[32];         /* every cgroup mount, named hierarchies included */
+	size_t nall;
 	bool any_v1;
 	char prefix[16];
 } cg;
+
+static void cg_note_mount(const char *mnt)
+{
+	if (cg.nall < ARRAY_SIZE(cg.all))
+		cg.all[cg.nall++] = strdup(mnt);
+}
 
 static void cg_note_v1(const char *mnt, char *opts)
 {
@@ -55,6 +64,9 @@ static void cg_parse_mountinfo_line(char *line)
 		cg.unified = strdup(mnt);
 	else if (strcmp(fstype, "cgroup") == 0)
 		cg_note_v1(mnt, opts);
+	else
+		return;
+	cg_note_mount(mnt);
 }
 
 static void cg_read_v2_controllers(void)
@@ -111,6 +123,8 @@ int inst_cg_init(const char *lxcpath, cell_error *err)
 	free(cg.unified);
 	cg.unified = NULL;
 	cg.any_v1 = false;
+	while (cg.nall)
+		free(cg.all[--cg.nall]);
 	while (getline(&line, &cap, f) > 0)
 		cg_parse_mountinfo_line(line);
 	cg_read_v2_controllers();
@@ -163,6 +177,42 @@ pid_t inst_cg_monitor_pid(const char *name)
 		return 0;
 	pid = strtol(buf, NULL, 10);
 	return pid > 0 && pid <= INT_MAX ? (pid_t)pid : 0;
+}
+
+/* Depth-first rmdir: only empty cgroups go, so live ones are never harmed. */
+static void cg_rmdir_tree(int dfd, const char *name, int depth)
+{
+	int fd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	DIR *d;
+	struct dirent *de;
+
+	if (fd < 0)
+		return;
+	if (!(d = fdopendir(fd))) {
+		close(fd);
+		return;
+	}
+	while (depth < 16 && (de = readdir(d)))
+		if (de->d_type == DT_DIR && strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			cg_rmdir_tree(dirfd(d), de->d_name, depth + 1);
+	closedir(d);
+	unlinkat(dfd, name, AT_REMOVEDIR);
+}
+
+void inst_cg_remove(const char *name)
+{
+	char dir[NAME_MAX + 1];
+
+	for (size_t i = 0; i < cg.nall; i++) {
+		int fd = open(cg.all[i], O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		snprintf(dir, sizeof(dir), "%s.monitor.%s", cg.prefix, name);
+		cg_rmdir_tree(fd, dir, 0);
+		snprintf(dir, sizeof(dir), "%s.payload.%s", cg.prefix, name);
+		cg_rmdir_tree(fd, dir, 0);
+		close(fd);
+	}
 }
 
 int inst_cg_read(const char *path, char *buf, size_t len)

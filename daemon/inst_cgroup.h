@@ -34,6 +34,10 @@ int inst_cg_payload_path(enum inst_cg_ctrl c, const char *name, const char *file
 /* The liblxc monitor process of a running container, 0 if none. */
 pid_t inst_cg_monitor_pid(const char *name);
 
+/* Remove what liblxc left of a stopped container's cgroups (it keeps the
+ * monitor cgroup after a failed start).  Only empty cgroups can go. */
+void inst_cg_remove(const char *name);
+
 /* Small file helpers: whole-file read into buf (NUL-terminated, trailing
  * newline dropped), u64 parse, write. -errno. */
 int inst_cg_read(const char *path, char *buf, size_t len);

@@ -378,6 +378,8 @@ void inst_files_delete(int rootfd, const char *path, http_resp *resp)
 /* ---- POST --------------------------------------------------------------- */
 
 struct inst_files_post {
+	cell_error refused;        /* answered by end(), once the body is read */
+	bool failed;
 	struct inst_files_hdrs h;
 	int parent;                /* O_PATH: every change is relative to it */
 	char *name;
@@ -438,6 +440,8 @@ static int if_begin_append(struct inst_files_post *p, cell_error *err)
 	/* O_NONBLOCK: a FIFO swapped in must not hang the loop; it is refused below. */
 	p->fd = openat(p->parent, p->name, O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK |
 					   O_CLOEXEC | O_NOCTTY);
+	if (p->fd < 0 && errno == ENXIO)   /* a FIFO nobody reads */
+		return cell_err(err, 400, EINVAL, "%s is not a regular file", p->path);
 	if (p->fd < 0)
 		return if_err(err, errno, "open", p->path);
 	if (fstat(p->fd, &st) < 0 || !S_ISREG(st.st_mode))
@@ -459,31 +463,39 @@ static int if_begin_file(struct inst_files_post *p, cell_error *err)
 	return if_open_tmp(p, err);
 }
 
+static int if_begin(struct inst_files_post *p, int rootfd, const struct idmap *map,
+		    const char *path, const http_req *req, cell_error *err)
+{
+	if (!path || !*path)
+		return cell_err(err, 400, EINVAL, "Missing path argument");
+	if (inst_files_parse_headers(req, &p->h, err) < 0 ||
+	    if_shift(map, true, p->h.uid, &p->uid, err) < 0 ||
+	    if_shift(map, false, p->h.gid, &p->gid, err) < 0)
+		return -EINVAL;
+	p->parent = inst_files_open_parent(rootfd, path, &p->name, err);
+	if (p->parent < 0)
+		return p->parent;
+	return p->h.type == INST_FILES_FILE ? if_begin_file(p, err) : 0;
+}
+
 int inst_files_post_begin(int rootfd, const struct idmap *map, const char *path,
 			  const http_req *req, struct inst_files_post **out, cell_error *err)
 {
-	struct inst_files_post *p;
-	int rc;
+	struct inst_files_post *p = calloc(1, sizeof(*p));
 
-	if (!path || !*path)
-		return cell_err(err, 400, EINVAL, "Missing path argument");
-	p = calloc(1, sizeof(*p));
-	if (!p)
+	if (!p || !(p->path = strdup(path ? path : ""))) {
+		free(p);
 		return cell_err(err, 500, ENOMEM, "out of memory");
+	}
 	p->fd = p->parent = -1;
-	p->path = strdup(path);
-	rc = inst_files_parse_headers(req, &p->h, err);
-	if (rc == 0)
-		rc = if_shift(map, true, p->h.uid, &p->uid, err);
-	if (rc == 0)
-		rc = if_shift(map, false, p->h.gid, &p->gid, err);
-	if (rc == 0 && (p->parent = inst_files_open_parent(rootfd, path, &p->name, err)) < 0)
-		rc = p->parent;
-	if (rc == 0 && p->h.type == INST_FILES_FILE)
-		rc = if_begin_file(p, err);
-	if (rc < 0) {
-		if_post_free(p);
-		return rc;
+	if (if_begin(p, rootfd, map, path, req, &p->refused) < 0) {
+		/* Nothing was changed.  Refusing before the body is read would
+		 * close the connection under a client still sending it, which
+		 * then sees a reset instead of this answer. */
+		p->failed = true;
+		if (p->fd >= 0)
+			close(p->fd);
+		p->fd = -1;
 	}
 	*out = p;
 	return 0;
@@ -495,6 +507,8 @@ int inst_files_post_begin(int rootfd, const struct idmap *map, const char *path,
 int inst_files_post_chunk(struct inst_files_post *p, const void *data, size_t len,
 			  cell_error *err)
 {
+	if (p->failed)
+		return 0;   /* drained, answered at the end */
 	if (p->h.type == INST_FILES_SYMLINK) {
 		if (p->target.len + len > PATH_MAX)
 			return cell_err(err, 400, ENAMETOOLONG, "Symlink target too long");
@@ -601,8 +615,8 @@ void inst_files_post_end(struct inst_files_post *p, http_resp *resp, const cell_
 	cell_error err = { 0 };
 	int rc = 0;
 
-	if (failed) {
-		resp_from_err(resp, failed);
+	if (failed || p->failed) {
+		resp_from_err(resp, p->failed ? &p->refused : failed);
 		if_post_free(p);   /* the temporary goes; the old file stays */
 		return;
 	}

@@ -67,10 +67,14 @@ void inst_files_get(int rootfd, const struct idmap *map, const char *path, http_
 void inst_files_delete(int rootfd, const char *path, http_resp *resp);
 
 /* POST, streamed (route_body_fns): begin checks everything it can before
- * any byte is accepted; chunks go to a hidden temporary file that end()
+ * any byte is written; chunks go to a hidden temporary file that end()
  * renames over the target, so readers see the old or the new file, never
  * half of one, and a failed upload leaves the old file.  Symlink targets are
- * the (small) body; directories ignore it.  rootfd is only borrowed. */
+ * the (small) body; directories ignore it.  rootfd is only borrowed.
+ * begin fails only for lack of memory: a refused request (bad header, path
+ * not found, ...) is remembered, its body dropped, and end() answers it,
+ * because answering before the body is read would reset the connection
+ * under a client still sending. */
 struct inst_files_post;
 int inst_files_post_begin(int rootfd, const struct idmap *map, const char *path,
 			  const http_req *req, struct inst_files_post **out, cell_error *err);

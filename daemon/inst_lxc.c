@@ -146,8 +146,11 @@ int inst_lxc_start(const struct inst_lxc_spec *spec, pid_t *init_pid, cell_error
 		return cell_err(err, 500, ENOMEM, "start %s: out of memory", spec->name);
 	argv[0] = "celld", argv[1] = "forkstart", argv[2] = lxcpath, argv[3] = spec->name;
 	argv[4] = cfg, argv[5] = NULL;
+	inst_cg_remove(spec->name);   /* fixed cgroup names: clear leftovers first */
 	rc = fork_run(argv, reply, sizeof(reply), err);
 	if (rc < 0) {
+		if (inst_lxc_status(spec->name, NULL) == INST_STOPPED)
+			inst_cg_remove(spec->name);
 		inst_log_tail(log, tail, sizeof(tail));
 		if (tail[0])
 			return cell_err(err, 500, -rc, "start %s: %s", spec->name, tail);
@@ -357,7 +360,7 @@ static int nic_add(const char *name, pid_t pid, const char *devname, json_t *dev
 	struct inst_nic nic;
 	struct inst_nl_newlink l = { .netns_fd = -1, .peer_netns_fd = -1 };
 	char host[16], hex[9];
-	int parent = 0;
+	int parent = 0, idx = 0, rc = 0;
 
 	if (hfd < 0 || cfd < 0 || nsfd < 0)
 		return cell_err(err, 500, EIO, "netlink into %s's network namespace failed", name);
@@ -388,7 +391,12 @@ static int nic_add(const char *name, pid_t pid, const char *devname, json_t *dev
 	l.master = nic.bridged ? parent : 0;
 	l.peer_name = nic.name;
 	l.peer_netns_fd = nsfd;
-	return inst_nl_link_add(hfd, &l, err);
+	if ((rc = inst_nl_link_add(hfd, &l, err)) < 0)
+		return rc;
+	/* Up inside, as liblxc's lxc.net.N.flags = up does at start. */
+	if ((idx = inst_nl_ifindex(cfd, nic.name)) < 0 || (rc = inst_nl_link_up(cfd, idx)) < 0)
+		return cell_err_sys(err, 500, idx < 0 ? -idx : -rc, "bring %s up", nic.name);
+	return 0;
 }
 
 static int disk_add(pid_t pid, const char *devname, json_t *dev, cell_error *err)

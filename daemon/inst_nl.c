@@ -222,7 +222,9 @@ static int put_hwaddr(struct nlbuf *b, const char *hw)
 static int put_veth_peer(struct nlbuf *b, const struct inst_nl_newlink *l)
 {
 	struct rtattr *data = nl_nest(b, IFLA_INFO_DATA), *peer;
-	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC, .ifi_flags = IFF_UP, .ifi_change = IFF_UP };
+	/* Down: the kernel opens the peer before pairing it (-ENOTCONN);
+	 * inst_nl_link_up brings it up afterwards. */
+	struct ifinfomsg ifi = { .ifi_family = AF_UNSPEC };
 	int rc = 0;
 
 	if (!data || !(peer = nl_put(b, VETH_INFO_PEER, &ifi, sizeof(ifi))))
@@ -284,6 +286,18 @@ int inst_nl_link_add(int fd, const struct inst_nl_newlink *l, cell_error *err)
 		return cell_err_sys(err, rc == -EEXIST ? 409 : 500, -rc, "create %s %s", l->kind,
 				    veth ? l->peer_name : l->name);
 	return 0;
+}
+
+int inst_nl_link_up(int fd, int ifindex)
+{
+	struct nlbuf b;
+	struct ifinfomsg *ifi = nl_start(&b, RTM_NEWLINK, 0, sizeof(struct ifinfomsg));
+
+	ifi->ifi_family = AF_UNSPEC;
+	ifi->ifi_index = ifindex;
+	ifi->ifi_flags = IFF_UP;
+	ifi->ifi_change = IFF_UP;
+	return nl_request(fd, &b, NULL, NULL);
 }
 
 int inst_nl_link_del(int fd, int ifindex)

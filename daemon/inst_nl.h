@@ -40,8 +40,10 @@ struct inst_nl_newlink {
 	const char *peer_name;
 	int peer_netns_fd;
 };
-/* RTM_NEWLINK with everything up; 0 or -errno (message in err). */
+/* RTM_NEWLINK; the new link is up, a veth peer is not (inst_nl_link_up it
+ * through a socket in its netns).  0 or -errno (message in err). */
 int inst_nl_link_add(int fd, const struct inst_nl_newlink *l, cell_error *err);
+int inst_nl_link_up(int fd, int ifindex);
 int inst_nl_link_del(int fd, int ifindex);
 
 struct inst_nl_link {

@@ -12,7 +12,6 @@
 
 #include "common/cleanup.h"
 #include "common/log.h"
-#include "common/tls.h"
 #include "common/util.h"
 #include "daemon/certificates.h"
 #include "daemon/config.h"
@@ -20,6 +19,7 @@
 #include "daemon/db.h"
 #include "daemon/events.h"
 #include "daemon/fork.h"
+#include "daemon/identity.h"
 #include "daemon/operations.h"
 #include "daemon/router.h"
 #include "daemon/server.h"
@@ -99,22 +99,6 @@ static int take_lock(const char *dir, cell_error *err)
 	return 0;   /* fd stays open (and locked) until exit */
 }
 
-static int load_identity(cell_error *err)
-{
-	_cleanup_free_ char *crt = celld_path("server.crt");
-	_cleanup_free_ char *key = celld_path("server.key");
-	char host[256] = "celld", cn[300];
-	size_t len;
-
-	gethostname(host, sizeof(host) - 1);
-	snprintf(cn, sizeof(cn), "root@%s", host);
-	if (tls_ensure_cert(crt, key, cn, true, err) < 0)
-		return cell_err_wrap(err, -EIO, "server certificate");
-	if (util_read_file(crt, &celld->server_cert_pem, &len, err) < 0)
-		return -EIO;
-	return tls_fingerprint_pem(celld->server_cert_pem, len, celld->server_fp, err);
-}
-
 static void https_changed(const char *key, const char *value, void *data)
 {
 	_cleanup_free_ char *crt = celld_path("server.crt");
@@ -145,7 +129,7 @@ static int start(const struct celld_opts *o, cell_error *err)
 
 	if (util_mkdir_p(celld->dir, 0711, err) < 0 || take_lock(celld->dir, err) < 0)
 		return -EIO;
-	if (load_identity(err) < 0 || db_open(celld->dir, err) < 0 || config_init(err) < 0 ||
+	if (identity_load(err) < 0 || db_open(celld->dir, err) < 0 || config_init(err) < 0 ||
 	    certs_init(err) < 0 || api_server_init(err) < 0)
 		return -EIO;
 	if (ops_init() < 0 || events_init() < 0)
@@ -184,6 +168,8 @@ int main(int argc, char **argv)
 	const char *dir = getenv("CELL_DIR");
 	int rc;
 
+	if (argc > 1 && !strcmp(argv[1], "gencert"))
+		return identity_gencert_main(argc, argv);
 	if (argc > 1 && !strncmp(argv[1], "fork", 4))   /* celld fork* helpers */
 		return fork_main(argc, argv);
 

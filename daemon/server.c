@@ -320,8 +320,9 @@ int server_init(uv_loop_t *loop, cell_error *err)
 	memset(&info, 0, sizeof(info));
 	loops[0] = loop;
 	info.foreign_loops = loops;
-	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS |
-		       LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+	/* No SSL global init here: OpenSSL is initialised only when an HTTPS
+	 * vhost is made, so a unix-socket-only daemon stays small. */
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
 	info.port = CONTEXT_PORT_NO_LISTEN;
 	info.protocols = srv_protocols;
 	info.server_string = "celld";

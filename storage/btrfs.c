@@ -215,7 +215,7 @@ static int mount_dev(struct stor_pool *p, const char *dev, cell_error *err)
 
 static int mount_source(struct stor_pool *p, const char *src, cell_error *err)
 {
-	enum btrfs_src kind;
+	enum btrfs_src kind = SRC_LOOP;
 	char dev[64];
 	int rc = source_kind(src, &kind, err), lfd;
 
@@ -748,7 +748,7 @@ static int qgroup_item(const char *vol, uint32_t type, void *out, size_t len)
 	_cleanup_close_ int fd = open(vol, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	struct btrfs_ioctl_search_args s = { 0 };
 	struct btrfs_ioctl_search_header *h = (void *)s.buf;
-	uint64_t id;
+	uint64_t id = 0;
 	int rc;
 
 	if (fd < 0)

@@ -131,7 +131,7 @@ static void where_init(struct where *w, int fd, int dirfd, const char *name)
 	if (fd >= 0)
 		snprintf(w->proc, sizeof(w->proc), "/proc/self/fd/%d", fd);
 	else
-		snprintf(w->proc, sizeof(w->proc), "/proc/self/fd/%d/%s", dirfd, name);
+		snprintf(w->proc, sizeof(w->proc), "/proc/self/fd/%d/%s", dirfd, name ? name : "");
 }
 
 static ssize_t w_listxattr(const struct where *w, char *buf, size_t n)

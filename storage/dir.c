@@ -152,7 +152,7 @@ int stor_dir_pool_usage(struct stor_pool *p, uint64_t *used, uint64_t *total, ce
  */
 
 struct refill {
-	char *pool, *fp;
+	char *pool, *fp, *key;
 };
 
 static pthread_mutex_t refill_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -229,13 +229,18 @@ static void refill_done(const char *key)
 	pthread_mutex_unlock(&refill_lock);
 }
 
-static bool refill_busy(const char *pool)
+/* Any copy under way whose key is `key` (exact) or under `pool` (prefix). */
+static bool refill_busy(const char *key, bool prefix)
 {
-	size_t n = strlen(pool);
+	size_t n = strlen(key);
 
-	for (size_t i = 0; i < ARRAY_SIZE(refilling); i++)
-		if (refilling[i] && !strncmp(refilling[i], pool, n) && refilling[i][n] == '/')
+	for (size_t i = 0; i < ARRAY_SIZE(refilling); i++) {
+		if (!refilling[i])
+			continue;
+		if (prefix ? !strncmp(refilling[i], key, n) && refilling[i][n] == '/'
+			   : !strcmp(refilling[i], key))
 			return true;
+	}
 	return false;
 }
 
@@ -248,12 +253,7 @@ static bool spare_wait(const struct stor_pool *p, const char *fp)
 	if (!key)
 		return false;
 	pthread_mutex_lock(&refill_lock);
-	for (;;) {
-		bool busy = false;
-		for (size_t i = 0; i < ARRAY_SIZE(refilling); i++)
-			busy |= refilling[i] && !strcmp(refilling[i], key);
-		if (!busy)
-			break;
+	while (refill_busy(key, false)) {
 		waited = true;
 		pthread_cond_wait(&refill_cond, &refill_lock);
 	}
@@ -264,7 +264,7 @@ static bool spare_wait(const struct stor_pool *p, const char *fp)
 void stor_dir_wait_refills(const char *pool)
 {
 	pthread_mutex_lock(&refill_lock);
-	while (refill_busy(pool))
+	while (refill_busy(pool, true))
 		pthread_cond_wait(&refill_cond, &refill_lock);
 	pthread_mutex_unlock(&refill_lock);
 }
@@ -304,62 +304,63 @@ static int spare_make(const char *pool, const char *fp, cell_error *err)
 	return rc;
 }
 
+static void refill_free(struct refill *r)
+{
+	if (!r)
+		return;
+	free(r->pool);
+	free(r->fp);
+	free(r->key);
+	free(r);
+}
+
 static void *refill_thread(void *data)
 {
 	struct refill *r = data;
-	_cleanup_free_ char *key = xasprintf("%s/%s", r->pool, r->fp);
 	cell_error err;
 
 	if (spare_make(r->pool, r->fp, &err) < 0)
 		log_info("spare copy of image %s: %s", r->fp, err.msg);
-	if (key)
-		refill_done(key);
-	free(r->pool);
-	free(r->fp);
-	free(r);
+	refill_done(r->key);
+	refill_free(r);
 	return NULL;
 }
 
 /* Start copying a spare in the background unless enough are there. */
 static void spare_refill(const struct stor_pool *p, const char *fp)
 {
-	_cleanup_free_ char *key = xasprintf("%s/%s", p->path, fp);
-	struct refill *r;
+	struct refill *r = calloc(1, sizeof(*r));
 	pthread_attr_t attr;
 	pthread_t th;
+	int rc;
 
-	if (!key || spare_count(p->path, fp) >= p->spares || !refill_start(key))
+	if (!r || !(r->pool = strdup(p->path)) || !(r->fp = strdup(fp)) ||
+	    !(r->key = xasprintf("%s/%s", p->path, fp)) ||
+	    spare_count(p->path, fp) >= p->spares || !refill_start(r->key)) {
+		refill_free(r);
 		return;
-	r = calloc(1, sizeof(*r));
-	if (r && (r->pool = strdup(p->path)) && (r->fp = strdup(fp))) {
-		pthread_attr_init(&attr);
-		pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-		if (pthread_create(&th, &attr, refill_thread, r) == 0) {
-			pthread_attr_destroy(&attr);
-			return;
-		}
-		pthread_attr_destroy(&attr);
 	}
-	if (r) {
-		free(r->pool);
-		free(r->fp);
-		free(r);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	rc = pthread_create(&th, &attr, refill_thread, r);
+	pthread_attr_destroy(&attr);
+	if (rc != 0) {
+		refill_done(r->key);
+		refill_free(r);
 	}
-	refill_done(key);
 }
 
-/* Spares of fp (all of them when fp is NULL: images that are gone). */
 static void spare_drop(const struct stor_pool *p, const char *fp)
 {
 	_cleanup_free_ char *dir = spare_dir(p->path);
 	_cleanup_closedir_ DIR *d = dir ? opendir(dir) : NULL;
-	size_t n = fp ? strlen(fp) : 0;
+	size_t n = strlen(fp);
 	struct dirent *de;
 
 	while (d && (de = readdir(d))) {
 		_cleanup_free_ char *path = NULL;
 		cell_error e2;
-		if (de->d_name[0] == '.' || (fp && (strncmp(de->d_name, fp, n) || de->d_name[n] != '-')))
+		if (strncmp(de->d_name, fp, n) || de->d_name[n] != '-')
 			continue;
 		if ((path = xasprintf("%s/%s", dir, de->d_name)))
 			stor_discard(p, path, &e2);
@@ -372,33 +373,29 @@ static int dir_image_ensure(struct stor_pool *p, const char *fp, const struct st
 			    cell_error *err)
 {
 	_cleanup_free_ char *final = stor_image_path(p, fp), *tmp = NULL;
+	cell_error e2;
 	int rc;
 
 	if (!final)
 		return OOM(err);
-	if (stor_path_exists(final)) {
-		spare_refill(p, fp);
-		return 0;
-	}
-	if (!(tmp = stor_tmp_path(p, "img", fp, err)))
-		return -EIO;
-	if (mkdir(tmp, STOR_PRIVATE_MODE) < 0)
-		return cell_err_sys(err, 500, errno, "mkdir %s", tmp);
-	rc = stor_unpack_image(tmp, src, err);
-	if (rc == 0) {
-		rc = stor_rename_noreplace(tmp, final);
-		if (rc == -EEXIST || rc == -ENOTEMPTY)
-			rc = 0;   /* a concurrent ensure won: its copy is as good */
-		else if (rc < 0)
-			rc = cell_err_sys(err, 500, -rc, "rename %s to %s", tmp, final);
-		else {
-			spare_refill(p, fp);
-			return 0;
+	if (!stor_path_exists(final)) {
+		if (!(tmp = stor_tmp_path(p, "img", fp, err)))
+			return -EIO;
+		if (mkdir(tmp, STOR_PRIVATE_MODE) < 0)
+			return cell_err_sys(err, 500, errno, "mkdir %s", tmp);
+		rc = stor_unpack_image(tmp, src, err);
+		if (rc == 0 && (rc = stor_rename_noreplace(tmp, final)) < 0) {
+			if (rc == -EEXIST || rc == -ENOTEMPTY)
+				rc = 0;   /* a concurrent ensure won: its copy is as good */
+			else
+				rc = cell_err_sys(err, 500, -rc, "rename %s to %s", tmp, final);
 		}
+		stor_remove_tree(tmp, &e2);   /* gone when renamed */
+		if (rc < 0)
+			return rc;
 	}
-	cell_error e2;
-	stor_remove_tree(tmp, &e2);
-	return rc;
+	spare_refill(p, fp);
+	return 0;
 }
 
 int stor_dir_image_delete(struct stor_pool *p, const char *fp, cell_error *err)

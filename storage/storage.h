@@ -25,6 +25,8 @@
  *  - A failed create/copy/snapshot/restore/receive leaves nothing behind
  *    and changes nothing: volumes are built under .tmp/ and renamed into
  *    place, and a crash leaves only .tmp/ debris that stor_pool_gc() removes.
+ *    (zfs builds datasets under their final name and destroys them on
+ *    failure: a crash mid-create can leave one for reconciliation.)
  *  - The pool must be mounted (stor_pool_mount) before any volume op.  Ops
  *    on different containers may run concurrently on worker threads; ops on
  *    the same container must be serialised by the caller (the daemon holds
@@ -111,7 +113,8 @@ struct stor_ops {
 	int (*ct_create_empty)(struct stor_pool *p, const char *name, const struct idmap *map,
 			       cell_error *err);
 	/* dst becomes a copy of src (and of its snapshots when asked), with
-	 * ids moved from `from` to `to`.  src should be stopped or frozen. */
+	 * ids moved from `from` to `to`.  src should be stopped or frozen.
+	 * Size limits are the caller's to apply to dst (ct_set_quota). */
 	int (*ct_copy)(struct stor_pool *p, const char *src, const char *dst, bool with_snapshots,
 		       const struct idmap *from, const struct idmap *to, cell_error *err);
 	/* Volume and all its snapshots.  Deleting a missing volume succeeds,
@@ -132,7 +135,9 @@ struct stor_ops {
 	int (*ct_snapshot_delete)(struct stor_pool *p, const char *name, const char *snap,
 				  cell_error *err);
 	/* The volume is replaced by the snapshot as one rename: a failure
-	 * leaves the volume as it was.  The container must be stopped. */
+	 * leaves the volume as it was.  The container must be stopped.
+	 * zfs: `zfs rollback`, so only to the newest snapshot (as LXD
+	 * without zfs.remove_snapshots). */
 	int (*ct_snapshot_restore)(struct stor_pool *p, const char *name, const char *snap,
 				   cell_error *err);
 	int (*ct_snapshot_rename)(struct stor_pool *p, const char *name, const char *oldsnap,
@@ -152,7 +157,9 @@ struct stor_ops {
 	 * snapshot the receiver already has, for an incremental stream where
 	 * the format has one.  Receive creates the volume (snap NULL) or the
 	 * snapshot from such a stream and, like a create, leaves nothing on
-	 * failure.  Neither closes fd. */
+	 * failure; it reads fd to EOF.  Neither closes fd.  Ids travel as
+	 * stored (the sender's host view): the receiver shifts with
+	 * ct_shift from the sender's map, as LXD does after a migration. */
 	int (*ct_send)(struct stor_pool *p, const char *name, const char *snap, const char *parent,
 		       int fd, cell_error *err);
 	int (*ct_receive)(struct stor_pool *p, const char *name, const char *snap, int fd,

@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from cellenv import (cert_b64_der, fd_count, make_client_cert, wait_fds_settle)
+from cellenv import (Celld, cert_b64_der, do_request, fd_count, make_client_cert, stop_checked,
+                     wait_fds_settle)
 
 MAX_BODY = 8 * 1024 * 1024
 
@@ -90,8 +91,9 @@ def raw(celld, data, timeout=10):
 
 def request_bytes(method, path, body=b"", headers=()):
     h = "".join("%s: %s\r\n" % kv for kv in headers)
-    return ("%s %s HTTP/1.1\r\nHost: x\r\n%sContent-Length: %d\r\n\r\n" % (
-        method, path, h, len(body))).encode() + body
+    if body:
+        h += "Content-Length: %d\r\n" % len(body)
+    return ("%s %s HTTP/1.1\r\nHost: x\r\n%s\r\n" % (method, path, h)).encode() + body
 
 
 def assert_json_error(r, status):
@@ -278,8 +280,8 @@ def test_long_if_match_is_not_ignored(celld):
 # ---- not found, not allowed -----------------------------------------------------------
 
 @pytest.mark.parametrize("path", ["/1.0/nope", "/2.0", "/1.0/certificates/a/b", "/internalx",
-                                  "/1.0/operations/x/y/z", "/1.0/", "//1.0//nope", "/%00",
-                                  "/1.0/events/extra"])
+                                  "/1.0/operations/x/y/z", "//1.0//nope", "/1.0/events/extra",
+                                  "/1.0/%2e%2e/etc/passwd", "/1.0x", "/internal/testing/nope"])
 def test_unknown_path_404(celld, path):
     for method in ("GET", "POST", "DELETE"):
         r = raw(celld, request_bytes(method, path))
@@ -322,8 +324,8 @@ GARBAGE = [
     b"PUT /1.0 HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999999\r\n\r\n",
     b"PUT /1.0 HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"config\": {",  # then hang up
     b"GET /1.0 HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-    b"GET /1.0/events HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: bad\r\n\r\n",
+    b"GET /1.0/nope HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
     b"\x00" * 4096,
     b"GET /1.0 HTTP/1.1\n\n",
 ]
@@ -332,6 +334,7 @@ GARBAGE = [
 def test_garbage_and_invalid_http(celld):
     for data in GARBAGE:
         r = raw(celld, data, timeout=3)
+        # Lenient parsing may still answer a GET /1.0; anything else is refused or dropped.
         assert r.status is None or 400 <= r.status < 500 or r.status == 200, (data[:60], r)
         if r.status and r.status >= 400 and r.headers.get("content-type") == "application/json":
             assert r.json["type"] == "error"
@@ -364,14 +367,39 @@ def test_garbage_on_https_port(celld):
 
 def test_pipelined_requests(celld):
     s = connect_unix(celld)
-    s.sendall(request_bytes("GET", "/") + request_bytes("PATCH", "/1.0", b'{"config": {"user.p": "1"}}')
-              + request_bytes("GET", "/1.0/nope"))
+    s.sendall(request_bytes("PATCH", "/1.0", b'{"config": {"user.p": "1"}}') +
+              request_bytes("GET", "/") + request_bytes("GET", "/1.0/nope"))
     a, b, c = read_response(s), read_response(s), read_response(s)
     s.close()
-    assert a.status == 200 and a.json["metadata"] == ["/1.0"], a
-    assert b.status == 200, b
+    assert a.status == 200, a
+    assert b.status == 200 and b.json["metadata"] == ["/1.0"], b
     assert_json_error(c, 404)
     assert_healthy(celld, {"user.p": "1"})
+
+
+@pytest.mark.xfail(strict=True, reason="a request with a body pipelined behind an answered request "
+                   "(one write: GET / then PATCH /1.0 with a body) is never answered and celld "
+                   "spins at 100% CPU in lws_service_do_ripe_rxflow: every client is blocked and "
+                   "SIGTERM is never handled")
+def test_pipelined_body_after_request():
+    d = Celld().start()        # its own daemon: it may hang, so kill -9 it afterwards
+    try:
+        s = connect_unix(d, 3)
+        s.sendall(request_bytes("GET", "/") +
+                  request_bytes("PATCH", "/1.0", b'{"config": {"user.p": "1"}}'))
+        a, b = read_response(s, 3), read_response(s, 3)
+        s.close()
+        assert a.status == 200, a
+        assert b.status == 200, b
+        c = d.conn(timeout=3)
+        try:
+            assert do_request(c, "GET", "/1.0").metadata["config"] == {"user.p": "1"}
+        finally:
+            c.close()
+        stop_checked(d)
+    finally:
+        d.kill()
+        d.cleanup()
 
 
 @pytest.mark.xfail(strict=True, reason="a request body with Transfer-Encoding: chunked is never "

@@ -492,6 +492,7 @@ def test_no_fd_or_process_leaks(celld):
 
 
 def test_shutdown_with_running_sessions(tmp_path):
+    (tmp_path / "cell").mkdir()
     d = Celld(cell_dir=str(tmp_path / "cell")).start()
     try:
         marker = tmp_path / "never"

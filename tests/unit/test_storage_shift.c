@@ -39,7 +39,8 @@ static int teardown(void **state)
 
 	if (!c)
 		return 0;
-	assert_int_equal(stor_remove_tree(c->dir, &err), 0);
+	if (stor_remove_tree(c->dir, &err) < 0)
+		fprintf(stderr, "cleanup: %s\n", err.msg);
 	free(c->dir);
 	free(c);
 	return 0;

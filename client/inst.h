@@ -1,0 +1,80 @@
+/*
+ * Helpers shared by the instance, profile and storage commands: naming a
+ * remote object, LXD's key=value parsing, byte sizes and times printed as
+ * the Go client prints them, Go-ordered YAML, and the edit-in-$EDITOR loop.
+ */
+#ifndef CELL_CLIENT_INST_H
+#define CELL_CLIENT_INST_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "client/api.h"
+#include "common/error.h"
+#include "common/strbuf.h"
+
+/* "[<remote>:]<name>" on a connected remote. */
+struct cli_obj {
+	struct cli_client *c;
+	char *remote;   /* as written, or the default remote */
+	char *name;     /* "" when only a remote was given */
+};
+
+/* Connect and split; missing (e.g. "Missing instance name") fails when the name is empty, NULL allows it. */
+int cli_obj_open(struct cli_ctx *ctx, const char *raw, const char *missing, struct cli_obj *o, cell_error *err);
+void cli_obj_free(struct cli_obj *o);
+#define _cleanup_obj_ __attribute__((cleanup(cli_obj_free)))
+
+/* "c1" -> "/1.0/instances/c1", "c1/s0" -> "/1.0/instances/c1/snapshots/s0", each part
+ * escaped, then suffix (may be NULL).  Caller frees; NULL on ENOMEM. */
+char *cli_inst_path(const char *name, const char *suffix);
+/* "/1.0/<collection>/<escaped name><suffix>" for profiles, pools, ... */
+char *cli_api_path(const char *collection, const char *name, const char *suffix);
+bool cli_is_snapshot(const char *name);
+
+/* LXD's getConfig: "k v" (two words, the first without '='), or k=v words;
+ * a value "-" reads stdin when it is not a terminal.  Fills obj with strings. */
+int cli_parse_keyvals(char **words, int n, json_t *obj, cell_error *err);
+/* -c k=v list as the CLI joins it (commas inside values survive only as separate flags): "Bad key=value pair". */
+int cli_parse_config_flag(const char *joined, json_t *obj, cell_error *err);
+
+/* The writable part of an instance (LXD's Instance.Writable()), in Go field order. */
+json_t *cli_inst_writable(json_t *inst);
+/* PUT a writable instance with If-Match and wait for the operation. */
+int cli_inst_put(struct cli_client *c, const char *name, json_t *writable, const char *etag, cell_error *err);
+
+/* A deep copy with every object's keys sorted, as Go prints maps. */
+json_t *cli_json_sorted(json_t *v);
+/* Go struct order: a new object with keys in order (absent ones skipped), maps sorted. */
+json_t *cli_json_pick(json_t *v, const char *const *keys);
+
+/* Go's units.GetByteSizeStringIEC / GetByteSizeString with precision 2. */
+void cli_size_iec(int64_t bytes, char out[32]);
+void cli_size_si(int64_t bytes, char out[32]);
+/* units.ParseByteSizeString ("512MiB", "1GB", "100"); false when it does not parse. */
+bool cli_parse_size(const char *s, int64_t *out);
+
+/* shared.TimeIsSet: present, parseable and after the Unix epoch. */
+bool cli_time_is_set(const char *rfc3339);
+/* "2006/01/02 15:04 MST" in local time, as `lxc info` prints times. */
+void cli_format_time_local(const char *rfc3339, char out[48]);
+
+/* Whole stdin into sb. */
+int cli_read_stdin(strbuf *sb, cell_error *err);
+
+/* Open text in $VISUAL/$EDITOR (vi) and hand the result to apply until it
+ * succeeds; on failure print LXD's "Config parsing error" and offer again. */
+typedef int (*cli_apply_fn)(const char *text, size_t len, void *arg, cell_error *err);
+int cli_edit_loop(const char *initial, cli_apply_fn apply, void *arg, cell_error *err);
+
+/* `edit` reads its YAML from stdin when stdin is not a terminal (as LXD):
+ * the whole of it goes to apply. */
+int cli_edit_stdin(cli_apply_fn apply, void *arg, cell_error *err);
+/* Else the object as YAML under help, in the editor, until apply succeeds. */
+int cli_edit_object(json_t *shown, const char *help, cli_apply_fn apply, void *arg, cell_error *err);
+
+/* Parse YAML text into an object, string-typed under the given keys ("config", "devices"). */
+int cli_yaml_object(const char *text, size_t len, const char *const *string_keys, json_t **out, cell_error *err);
+
+#endif
