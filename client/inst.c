@@ -11,6 +11,7 @@
 
 #include "client/cli.h"
 #include "client/conf.h"
+#include "client/output.h"
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "common/yaml_util.h"
@@ -140,6 +141,32 @@ int cli_parse_config_flag(const char *joined, json_t *obj, cell_error *err)
 	return 0;
 }
 
+/* -d <device>,<key>=<value>: pieces without '=' start the next device (the
+ * parser joins repeated flags with ','). */
+int cli_parse_device_flag(const char *joined, json_t *out, cell_error *err)
+{
+	json_t *dev = NULL;
+
+	for (const char *p = joined; *p;) {
+		size_t n = strcspn(p, ",");
+		const char *eq = memchr(p, '=', n), *next = p + n + (p[n] == ',');
+		_cleanup_free_ char *k = eq ? strndup(p, (size_t)(eq - p)) : strndup(p, n);
+
+		if (!k)
+			return cell_err(err, 500, ENOMEM, "out of memory");
+		if (!eq && *next && memchr(next, '=', strcspn(next, ","))) {
+			if (!(dev = json_object_get(out, k)))
+				json_object_set_new(out, k, dev = json_object());
+		} else if (!dev || !eq) {
+			return cell_err(err, 400, EINVAL, "Bad device override syntax, expecting <device>,<key>=<value>: %s", joined);
+		} else {
+			json_object_set_new(dev, k, json_stringn(eq + 1, n - (size_t)(eq - p) - 1));
+		}
+		p = next;
+	}
+	return 0;
+}
+
 /* ---------------------------------------------------------- instances */
 
 json_t *cli_json_sorted(json_t *v)
@@ -193,6 +220,16 @@ int cli_inst_put(struct cli_client *c, const char *name, json_t *writable, const
 	if (!path)
 		return cell_err(err, 500, ENOMEM, "out of memory");
 	return cli_query_wait(c, "PUT", path, writable, etag, NULL, err);
+}
+
+/* -------------------------------------------------------------- lists */
+
+int cli_render_list(FILE *f, enum cli_format fmt, const struct cli_table *t, json_t *raw, cell_error *err)
+{
+	/* output.c would fwrite() a NULL buffer for zero CSV rows (UB under UBSan). */
+	if (fmt == CLI_FMT_CSV && t->nrows == 0)
+		return 0;
+	return cli_render(f, fmt, t, raw, err);
 }
 
 /* -------------------------------------------------------------- units */
@@ -345,7 +382,7 @@ static int run_editor(const char *path, cell_error *err)
 	return 0;
 }
 
-int cli_edit_loop(const char *initial, cli_apply_fn apply, void *arg, cell_error *err)
+static int edit_loop(const char *initial, cli_apply_fn apply, void *arg, cell_error *err)
 {
 	char path[] = "/tmp/cell_editor_XXXXXX.yaml";
 	_cleanup_close_ int fd = mkstemps(path, 5);
@@ -388,5 +425,49 @@ int cli_edit_object(json_t *shown, const char *help, cli_apply_fn apply, void *a
 
 	if (!(yaml = yaml_dump_json(shown, 0)) || sb_printf(&text, "%s\n\n%s", help, yaml) < 0)
 		return cell_err(err, 500, ENOMEM, "out of memory");
-	return cli_edit_loop(text.buf, apply, arg, err);
+	return edit_loop(text.buf, apply, arg, err);
+}
+
+/* --------------------------------------------------------- operations */
+
+/* The first "*_progress" string of an operation's metadata. */
+static const char *op_progress(json_t *op)
+{
+	json_t *v;
+	const char *k;
+
+	json_object_foreach(json_object_get(op, "metadata"), k, v)
+		if (str_has_suffix(k, "_progress") && json_is_string(v))
+			return json_string_value(v);
+	return NULL;
+}
+
+int cli_wait_progress(struct cli_client *c, const char *operation, const char *format, json_t **op_out,
+		      cell_error *err)
+{
+	_cleanup_free_ char *esc = httpc_escape(cli_op_id(operation));
+	_cleanup_free_ char *path = esc ? xasprintf("/1.0/operations/%s/wait?timeout=1", esc) : NULL;
+	struct cli_progress p;
+	json_t *op = NULL;
+	int rc;
+
+	if (op_out)
+		*op_out = NULL;
+	if (!path)
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	cli_progress_init(&p, c->quiet);
+	if (!p.enabled)   /* nothing to draw: one plain wait */
+		return cli_wait(c, operation, false, op_out, err);
+	while ((rc = cli_get(c, path, &op, NULL, err)) == 0 &&
+	       json_integer_value(json_object_get(op, "status_code")) < 200) {
+		_cleanup_free_ char *line = op_progress(op) ? xasprintf(format, op_progress(op)) : NULL;
+		if (line)
+			cli_progress_update(&p, line);
+		json_decref(op);
+		op = NULL;
+	}
+	cli_progress_done(&p);
+	json_decref(op);
+	/* The final state (and its error text) comes from one last plain wait. */
+	return rc < 0 ? rc : cli_wait(c, operation, false, op_out, err);
 }

@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "client/api.h"
+#include "client/output.h"
 #include "common/error.h"
 #include "common/strbuf.h"
 
@@ -33,11 +34,20 @@ char *cli_inst_path(const char *name, const char *suffix);
 char *cli_api_path(const char *collection, const char *name, const char *suffix);
 bool cli_is_snapshot(const char *name);
 
+/* cli_render for a list that may be empty (zero CSV rows print nothing). */
+int cli_render_list(FILE *f, enum cli_format fmt, const struct cli_table *t, json_t *raw, cell_error *err);
+
 /* LXD's getConfig: "k v" (two words, the first without '='), or k=v words;
  * a value "-" reads stdin when it is not a terminal.  Fills obj with strings. */
 int cli_parse_keyvals(char **words, int n, json_t *obj, cell_error *err);
-/* -c k=v list as the CLI joins it (commas inside values survive only as separate flags): "Bad key=value pair". */
+/* Repeated -c k=v flags as the parser hands them over, joined with ',': a
+ * piece without '=' continues the value before it ("-c user.l=a,b" keeps
+ * "a,b").  "Bad key=value pair" when the first piece has no '='. */
 int cli_parse_config_flag(const char *joined, json_t *obj, cell_error *err);
+
+/* -d <device>,<key>=<value> flags (joined with ',') into {device: {key: value}}:
+ * "Bad device override syntax" when one is malformed. */
+int cli_parse_device_flag(const char *joined, json_t *out, cell_error *err);
 
 /* The writable part of an instance (LXD's Instance.Writable()), in Go field order. */
 json_t *cli_inst_writable(json_t *inst);
@@ -60,18 +70,21 @@ bool cli_time_is_set(const char *rfc3339);
 /* "2006/01/02 15:04 MST" in local time, as `lxc info` prints times. */
 void cli_format_time_local(const char *rfc3339, char out[48]);
 
+/* cli_wait, with the progress line prefixed as the command's (LXD's
+ * "Retrieving image: %s"); format has one %s. */
+int cli_wait_progress(struct cli_client *c, const char *operation, const char *format, json_t **op, cell_error *err);
+
 /* Whole stdin into sb. */
 int cli_read_stdin(strbuf *sb, cell_error *err);
 
-/* Open text in $VISUAL/$EDITOR (vi) and hand the result to apply until it
- * succeeds; on failure print LXD's "Config parsing error" and offer again. */
+/* Parses and applies an edited YAML text (PUT); fails to have it edited again. */
 typedef int (*cli_apply_fn)(const char *text, size_t len, void *arg, cell_error *err);
-int cli_edit_loop(const char *initial, cli_apply_fn apply, void *arg, cell_error *err);
 
 /* `edit` reads its YAML from stdin when stdin is not a terminal (as LXD):
  * the whole of it goes to apply. */
 int cli_edit_stdin(cli_apply_fn apply, void *arg, cell_error *err);
-/* Else the object as YAML under help, in the editor, until apply succeeds. */
+/* Else the object as YAML under help, in $VISUAL/$EDITOR (vi), until apply
+ * succeeds; each failure prints LXD's "Config parsing error" and offers again. */
 int cli_edit_object(json_t *shown, const char *help, cli_apply_fn apply, void *arg, cell_error *err);
 
 /* Parse YAML text into an object, string-typed under the given keys ("config", "devices"). */

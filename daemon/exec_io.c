@@ -97,6 +97,10 @@ struct exec_session {
 	struct exec_chan chan[EXEC_WS_N];
 	struct exec_out out[2];
 	struct exec_in in;
+	/* Interactive: the master's fds once no longer used, kept open until
+	 * the exit, because closing a pty master hangs the session up and a
+	 * process merely closing its stdio on the way out would die of SIGHUP. */
+	int pty_held[2];
 	bool started, released, exited, aborting, finished;
 	int status;
 	char *fail;
@@ -134,22 +138,43 @@ static int exec_set_nonblock(int fd)
 	return fl < 0 ? -errno : fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ? -errno : 0;
 }
 
+/* The child's fds live in the process now (or never will): drop ours. */
+static void exec_close_child(struct exec_session *s)
+{
+	int fds[4] = { s->child.stdio[0], s->child.stdio[1], s->child.stdio[2], s->child.gate };
+
+	for (int i = 0; i < 4; i++) {
+		bool dup = false;
+		for (int j = 0; j < i; j++)
+			dup |= fds[j] == fds[i];
+		if (fds[i] >= 0 && !dup)
+			close(fds[i]);   /* /dev/null or the pty slave serve several */
+	}
+	s->child.stdio[0] = s->child.stdio[1] = s->child.stdio[2] = s->child.gate = -1;
+}
+
+static void exec_fd_release(struct exec_session *s, int *fd)
+{
+	for (int i = 0; s->interactive && !s->exited && *fd >= 0 && i < 2; i++)
+		if (s->pty_held[i] < 0) {
+			s->pty_held[i] = *fd;
+			*fd = -1;
+			return;
+		}
+	exec_close_fd(fd);
+}
+
 static void exec_free(struct exec_session *s)
 {
+	exec_close_child(s);
+	exec_close_fd(&s->pty_held[0]);
+	exec_close_fd(&s->pty_held[1]);
 	exec_close_fd(&s->gate);
 	exec_close_fd(&s->pidfd);
 	exec_close_fd(&s->sig_pidfd);
 	exec_close_fd(&s->in.fd);
 	for (int i = 0; i < 2; i++)
 		exec_close_fd(&s->out[i].fd);
-	for (int i = 0; i < 4; i++) {
-		int fd = i < 3 ? s->child.stdio[i] : s->child.gate;
-		bool dup = false;
-		for (int j = 0; j < i; j++)
-			dup |= s->child.stdio[j] == fd;
-		if (fd >= 0 && !dup)
-			close(fd);
-	}
 	sb_free(&s->in.pending);
 	free(s->record_url[0]);
 	free(s->record_url[1]);
@@ -162,21 +187,6 @@ static void exec_unref(struct exec_session *s)
 {
 	if (--s->refs == 0)
 		exec_free(s);
-}
-
-/* The child's fds live in the process now (or never will): drop ours. */
-static void exec_close_child(struct exec_session *s)
-{
-	int fds[4] = { s->child.stdio[0], s->child.stdio[1], s->child.stdio[2], s->child.gate };
-
-	for (int i = 0; i < 4; i++) {
-		bool dup = false;
-		for (int j = 0; j < i; j++)
-			dup |= fds[j] == fds[i];
-		if (fds[i] >= 0 && !dup)
-			close(fds[i]);
-	}
-	s->child.stdio[0] = s->child.stdio[1] = s->child.stdio[2] = s->child.gate = -1;
 }
 
 static void exec_handle_closed(uv_handle_t *h)
@@ -211,9 +221,15 @@ static struct exec_handle *exec_poll_open(struct exec_session *s, int fd, void *
 	return h;
 }
 
+/* The command itself first (when the spawner named it: a helper's
+ * grandchild would otherwise outlive its killed parent), then the child. */
 static void exec_kill(struct exec_session *s, int sig)
 {
-	if (s->started && !s->exited && s->pidfd >= 0 && pidfd_send_signal(s->pidfd, sig, NULL, 0) < 0)
+	if (!s->started || s->exited)
+		return;
+	if (s->sig_pidfd >= 0)
+		pidfd_send_signal(s->sig_pidfd, sig, NULL, 0);
+	if (s->pidfd >= 0 && pidfd_send_signal(s->pidfd, sig, NULL, 0) < 0)
 		log_debug("exec %s: signal %d: %s", op_id(s->op), sig, strerror(errno));
 }
 
@@ -256,11 +272,11 @@ unsigned exec_sessions_live(void) { return exec_allocated; }
 
 /* ---- finishing ---------------------------------------------------------- */
 
-static void exec_out_close(struct exec_out *o)
+static void exec_out_close(struct exec_session *s, struct exec_out *o)
 {
 	exec_handle_close(&o->poll);   /* before close(): libuv drops the fd from epoll */
 	o->polling = false;
-	exec_close_fd(&o->fd);
+	exec_fd_release(s, &o->fd);
 }
 
 static void exec_in_close(struct exec_session *s)
@@ -268,7 +284,7 @@ static void exec_in_close(struct exec_session *s)
 	struct ws_conn *ws = s->chan[EXEC_WS_STDIN].ws;
 
 	exec_handle_close(&s->in.poll);
-	exec_close_fd(&s->in.fd);
+	exec_fd_release(s, &s->in.fd);
 	sb_free(&s->in.pending);
 	if (s->in.rx_paused && ws)
 		ws_conn_pause_rx(ws, false);   /* keep reading (and dropping) the client's input */
@@ -290,8 +306,8 @@ static void exec_finish(struct exec_session *s)
 	exec_untrack(s);
 	exec_handle_close(&s->connect_timer);
 	exec_in_close(s);
-	exec_out_close(&s->out[0]);
-	exec_out_close(&s->out[1]);
+	exec_out_close(s, &s->out[0]);
+	exec_out_close(s, &s->out[1]);
 	exec_close_fd(&s->gate);
 	exec_close_all_ws(s);
 	if (!s->fail) {
@@ -332,10 +348,11 @@ static void exec_abort(struct exec_session *s, const char *msg)
 	s->aborting = true;
 	if (msg && !s->fail)
 		s->fail = strdup(msg);
+	exec_handle_close(&s->connect_timer);
 	exec_close_fd(&s->gate);   /* EOF without a byte: the child must not run */
 	exec_kill(s, SIGKILL);
-	exec_out_close(&s->out[0]);
-	exec_out_close(&s->out[1]);
+	exec_out_close(s, &s->out[0]);
+	exec_out_close(s, &s->out[1]);
 	exec_in_close(s);
 	exec_close_all_ws(s);
 	exec_maybe_finish(s);
@@ -357,7 +374,7 @@ static void exec_out_eof(struct exec_session *s, struct exec_out *o)
 {
 	struct ws_conn *ws = s->chan[o->chan].ws;
 
-	exec_out_close(o);
+	exec_out_close(s, o);
 	if (ws) {
 		/* LXD's end-of-stream barrier (an empty text message), then close. */
 		ws_conn_send(ws, "", 0, false);
@@ -445,14 +462,12 @@ static void exec_in_set_waiting(struct exec_session *s, bool wait)
 {
 	struct ws_conn *ws = s->chan[EXEC_WS_STDIN].ws;
 
-	if (wait && !s->in.poll) {
-		s->in.poll = exec_poll_open(s, s->in.fd, NULL);
-		if (!s->in.poll)
-			return exec_abort(s, "Failed to watch the process input");
+	if (wait && !s->in.poll && !(s->in.poll = exec_poll_open(s, s->in.fd, NULL)))
+		return exec_abort(s, "Failed to watch the process input");
+	if (wait)
 		uv_poll_start(&s->in.poll->u.poll, UV_WRITABLE | UV_DISCONNECT, exec_in_cb);
-	} else if (!wait) {
-		exec_handle_close(&s->in.poll);
-	}
+	else if (s->in.poll)
+		uv_poll_stop(&s->in.poll->u.poll);
 	if (ws && s->in.rx_paused != wait) {
 		ws_conn_pause_rx(ws, wait);
 		s->in.rx_paused = wait;
@@ -652,9 +667,10 @@ static void exec_ws_closed_early(struct exec_session *s, struct exec_chan *c)
 		return;
 	}
 	if (o && o->fd >= 0) {
-		/* Nobody reads this output any more: the process gets EPIPE
-		 * (a hang-up for a pty) on its next write. */
-		exec_out_close(o);
+		/* Nobody reads this output any more: from a pipe the process
+		 * gets EPIPE on its next write; a pty is only left unread
+		 * (see pty_held) until the control channel or the exit ends it. */
+		exec_out_close(s, o);
 		if (s->interactive)
 			exec_in_close(s);
 		exec_client_left(s);
@@ -880,7 +896,7 @@ static struct exec_session *exec_alloc(const struct exec_opts *o)
 	s->interactive = o->interactive && o->wait_for_ws;
 	s->wait_for_ws = o->wait_for_ws;
 	s->record_output = o->record_output && !o->wait_for_ws;
-	s->gate = s->pidfd = s->sig_pidfd = s->in.fd = -1;
+	s->gate = s->pidfd = s->sig_pidfd = s->in.fd = s->pty_held[0] = s->pty_held[1] = -1;
 	s->child.stdio[0] = s->child.stdio[1] = s->child.stdio[2] = s->child.gate = -1;
 	for (int i = 0; i < 2; i++) {
 		s->out[i].fd = -1;
@@ -950,6 +966,8 @@ static void exec_exited(struct exec_session *s)
 {
 	s->refs++;   /* finishing may drop every other reference */
 	s->exited = true;
+	exec_close_fd(&s->pty_held[0]);
+	exec_close_fd(&s->pty_held[1]);
 	exec_handle_close(&s->pid_poll);
 	exec_close_fd(&s->pidfd);
 	exec_close_fd(&s->sig_pidfd);

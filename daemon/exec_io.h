@@ -80,6 +80,7 @@ void exec_session_failed(struct exec_session *s, const char *msg);
  * than to the one being waited for: forkexec reports the attached command. */
 void exec_session_set_signal_pidfd(struct exec_session *s, int pidfd);
 
+/* The operation, until the session finishes (NULL after). */
 struct operation *exec_session_op(struct exec_session *s);
 
 /* Kill every running session's process and stop waiting for clients

@@ -1,5 +1,6 @@
 /*
- * The `celld fork*` helpers (child side) and fork_run (daemon side).
+ * The `celld fork*` helpers (child side) and fork_run/fork_spawn (daemon
+ * side).
  * Protocol and subcommands: fork.h.
  */
 #include "daemon/fork.h"
@@ -17,7 +18,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -280,12 +283,122 @@ static int fork_umount(int argc, char **argv)
 	leave_ns(reply_ok("unmounted"));
 }
 
+/* ---- forkexec --------------------------------------------------------------------- */
+
+#define FORKEXEC_GATE 3
+#define FORKEXEC_REPLY 4
+#define FORKEXEC_ABORTED 125
+
+struct exec_payload {
+	char **argv;
+};
+
+/* Runs inside the container (liblxc's attached process). */
+static int exec_in_container(void *data)
+{
+	struct exec_payload *p = data;
+	ssize_t n;
+	char go;
+
+	close(FORKEXEC_REPLY);
+	do
+		n = read(FORKEXEC_GATE, &go, 1);
+	while (n < 0 && errno == EINTR);
+	if (n != 1)
+		_exit(FORKEXEC_ABORTED);
+	close(FORKEXEC_GATE);
+	if (isatty(0)) {   /* interactive: the pty becomes the controlling terminal */
+		setsid();
+		ioctl(0, TIOCSCTTY, 0);
+	}
+	execvp(p->argv[0], p->argv);
+	_exit(errno == ENOENT ? 127 : 126);
+}
+
+/* Die the way the command died, so waitid in celld sees its status. */
+static _Noreturn void exit_like(int status)
+{
+	struct rlimit no_core = { 0, 0 };
+
+	if (WIFSIGNALED(status)) {
+		int sig = WTERMSIG(status);
+		sigset_t set;
+		setrlimit(RLIMIT_CORE, &no_core);
+		signal(sig, SIG_DFL);
+		sigemptyset(&set);
+		sigaddset(&set, sig);
+		sigprocmask(SIG_UNBLOCK, &set, NULL);
+		kill(getpid(), sig);
+	}
+	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
+}
+
+static int exec_reply(bool ok, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int exec_reply(bool ok, int e, const char *fmt, ...)
+{
+	char msg[512], line[600];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	n = ok ? snprintf(line, sizeof(line), "ok %s\n", msg)
+	       : snprintf(line, sizeof(line), "err %d %s\n", e, msg);
+	if (write(FORKEXEC_REPLY, line, (size_t)n) < 0) {
+		/* nobody listens: the command still runs or aborts on the gate */
+	}
+	close(FORKEXEC_REPLY);
+	return ok ? 0 : 1;
+}
+
+static int fork_exec(int argc, char **argv)
+{
+	lxc_attach_options_t o = LXC_ATTACH_OPTIONS_DEFAULT;
+	struct exec_payload p;
+	struct lxc_container *c;
+	pid_t pid;
+	int status, nenv;
+
+	if (argc < 9 || (nenv = atoi(argv[7])) < 0 || 8 + nenv >= argc)
+		return exec_reply(false, EINVAL, "usage: celld forkexec <lxcpath> <name> <cwd> <uid> <gid> <nenv> [env]... <cmd>...");
+	/* liblxc takes a NULL-terminated env list: cut argv after the env. */
+	char *env[nenv + 1];
+	memcpy(env, argv + 8, (size_t)nenv * sizeof(char *));
+	env[nenv] = NULL;
+	p.argv = argv + 8 + nenv;
+	o.env_policy = LXC_ATTACH_CLEAR_ENV;
+	o.extra_env_vars = env;
+	o.initial_cwd = strcmp(argv[4], "-") ? argv[4] : NULL;
+	o.uid = (uid_t)strtoul(argv[5], NULL, 10);
+	o.gid = (gid_t)strtoul(argv[6], NULL, 10);
+	c = lxc_container_new(argv[3], argv[2]);
+	if (!c)
+		return exec_reply(false, ENOMEM, "cannot create the liblxc container object");
+	if (!c->is_running(c)) {
+		lxc_container_put(c);
+		return exec_reply(false, ESRCH, "the instance is not running");
+	}
+	if (c->attach(c, exec_in_container, &p, &o, &pid) < 0) {
+		lxc_container_put(c);
+		return exec_reply(false, EIO, "cannot attach to the instance");
+	}
+	lxc_container_put(c);
+	close(FORKEXEC_GATE);   /* only the command reads it */
+	exec_reply(true, 0, "%d", (int)pid);
+	while (waitpid(pid, &status, 0) < 0)
+		if (errno != EINTR)
+			_exit(1);
+	exit_like(status);
+}
+
 int fork_main(int argc, char **argv)
 {
 	static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
 		{ "forkstart", fork_start },
 		{ "forkmount", fork_mount },
 		{ "forkumount", fork_umount },
+		{ "forkexec", fork_exec },
 	};
 
 	/* The reply pipe must never carry anything but the answer line. */
@@ -298,26 +411,68 @@ int fork_main(int argc, char **argv)
 
 /* ---- daemon side --------------------------------------------------------------- */
 
-static int spawn_attrs(posix_spawnattr_t *attr, posix_spawn_file_actions_t *fa, int out)
+/* Default dispositions and no mask: the container's processes inherit them. */
+static int spawn_init(posix_spawnattr_t *attr, posix_spawn_file_actions_t *fa, bool setsid)
 {
 	sigset_t none, all;
+	short flags = POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF;
 
 	sigemptyset(&none);
 	sigfillset(&all);
 	sigdelset(&all, SIGKILL);
 	sigdelset(&all, SIGSTOP);
-	/* Default dispositions and no mask: the container's init inherits them. */
-	if (posix_spawnattr_init(attr) || posix_spawnattr_setsigmask(attr, &none) ||
-	    posix_spawnattr_setsigdefault(attr, &all) ||
-	    posix_spawnattr_setflags(attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF |
-						   POSIX_SPAWN_SETSID))
-		return -ENOMEM;
-	if (posix_spawn_file_actions_init(fa) ||
-	    posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0) ||
-	    posix_spawn_file_actions_adddup2(fa, out, 1) ||
-	    posix_spawn_file_actions_addclosefrom_np(fa, 3))
+	if (setsid)   /* a ^C at celld's terminal must not reach a starting container */
+		flags |= POSIX_SPAWN_SETSID;
+	posix_spawnattr_init(attr);
+	posix_spawn_file_actions_init(fa);
+	if (posix_spawnattr_setsigmask(attr, &none) || posix_spawnattr_setsigdefault(attr, &all) ||
+	    posix_spawnattr_setflags(attr, flags))
 		return -ENOMEM;
 	return 0;
+}
+
+static int spawn(const char *const argv[], posix_spawnattr_t *attr, posix_spawn_file_actions_t *fa,
+		 pid_t *pid)
+{
+	size_t argc = 0;
+
+	while (argv[argc])
+		argc++;
+	const char *args[argc + 1];
+	memcpy(args, argv, (argc + 1) * sizeof(char *));
+	args[0] = "celld";
+	return -posix_spawn(pid, "/proc/self/exe", fa, attr, (char *const *)args, environ);
+}
+
+/* The sources go above every target first, so no dup2 clobbers a later
+ * source; the copies are close-on-exec and closed after the spawn. */
+int fork_spawn(const char *const argv[], const int *fds, int nfds, pid_t *pid, cell_error *err)
+{
+	posix_spawnattr_t attr;
+	posix_spawn_file_actions_t fa;
+	int tmp[16], rc;
+
+	if (nfds < 0 || nfds > (int)ARRAY_SIZE(tmp))
+		return cell_err(err, 500, EINVAL, "%s: too many fds", argv[1]);
+	rc = spawn_init(&attr, &fa, false);
+	for (int i = 0; i < nfds; i++) {
+		tmp[i] = fds[i] >= 0 ? fcntl(fds[i], F_DUPFD_CLOEXEC, 64) : -1;
+		if (fds[i] >= 0 && tmp[i] < 0 && rc == 0)
+			rc = -errno;
+	}
+	for (int i = 0; rc == 0 && i < nfds; i++)
+		rc = -(tmp[i] >= 0 ? posix_spawn_file_actions_adddup2(&fa, tmp[i], i)
+				   : posix_spawn_file_actions_addopen(&fa, i, "/dev/null", O_RDWR, 0));
+	if (rc == 0)
+		rc = -posix_spawn_file_actions_addclosefrom_np(&fa, nfds);
+	if (rc == 0)
+		rc = spawn(argv, &attr, &fa, pid);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	for (int i = 0; i < nfds; i++)
+		if (tmp[i] >= 0)
+			close(tmp[i]);
+	return rc < 0 ? cell_err_sys(err, 500, -rc, "%s: spawn helper", argv[1]) : 0;
 }
 
 /* Up to one line or EOF, bounded by FORK_TIMEOUT_MS. */
@@ -387,18 +542,16 @@ int fork_run(const char *const argv[], char *reply, size_t len, cell_error *err)
 	int pipefd[2], status = 0, rc;
 	char line[FORK_REPLY_MAX];
 	pid_t pid;
-	size_t argc = 0;
 
-	while (argv[argc])
-		argc++;
-	const char *args[argc + 1];
-	memcpy(args, argv, (argc + 1) * sizeof(char *));
-	args[0] = "celld";
 	if (pipe2(pipefd, O_CLOEXEC) < 0)
 		return cell_err_sys(err, 500, errno, "%s: pipe", argv[1]);
-	rc = spawn_attrs(&attr, &fa, pipefd[1]);
+	rc = spawn_init(&attr, &fa, true);
+	if (rc == 0 && (posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0) ||
+			posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1) ||
+			posix_spawn_file_actions_addclosefrom_np(&fa, 3)))
+		rc = -ENOMEM;
 	if (rc == 0)
-		rc = -posix_spawn(&pid, "/proc/self/exe", &fa, &attr, (char *const *)args, environ);
+		rc = spawn(argv, &attr, &fa, &pid);
 	posix_spawn_file_actions_destroy(&fa);
 	posix_spawnattr_destroy(&attr);
 	close(pipefd[1]);

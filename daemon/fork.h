@@ -7,14 +7,24 @@
  *   celld forkmount <pid> <source> <target> <flags>  -> "ok"
  *        flags: comma list of ro, rbind, file ("-" for none)
  *   celld forkumount <pid> <target>                  -> "ok"
+ *   celld forkexec <lxcpath> <name> <cwd> <uid> <gid> <nenv> [KEY=VALUE]... <cmd> [arg]...
  *
  * The helper answers with one line on stdout: "ok [data]" or
  * "err <errno> <message>".
+ *
+ * forkexec differs: fds 0-2 are the command's stdio, fd 3 is the start gate
+ * (see daemon/exec_io.h) and the answer goes to fd 4: "ok <pid>" (the
+ * command's host pid, for signals) once it runs inside the container,
+ * blocked on the gate.  One byte on the gate runs the command, EOF aborts
+ * it (exit 125).  The helper then waits and exits as the command did: its
+ * code, or death by the same signal; 126/127 when it could not be executed.
+ * The environment is exactly the KEY=VALUEs given.
  */
 #ifndef CELL_DAEMON_FORK_H
 #define CELL_DAEMON_FORK_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "common/error.h"
 
@@ -25,5 +35,9 @@ int fork_main(int argc, char **argv);
  * no inherited fds, default signals; read the answer line and reap the
  * child.  On "ok", copies the data into reply (may be NULL).  [worker] */
 int fork_run(const char *const argv[], char *reply, size_t len, cell_error *err);
+/* Daemon side, without waiting: fds[i] becomes fd i of the helper (-1:
+ * /dev/null) for i < nfds, nothing else is inherited.  The caller reaps.
+ * posix_spawn only (vfork): cheap enough for the loop thread. */
+int fork_spawn(const char *const argv[], const int *fds, int nfds, pid_t *pid, cell_error *err);
 
 #endif

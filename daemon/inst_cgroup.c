@@ -217,7 +217,12 @@ void inst_cg_remove(const char *name)
 
 int inst_cg_read(const char *path, char *buf, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	return inst_cg_read_at(AT_FDCWD, path, buf, len);
+}
+
+int inst_cg_read_at(int dirfd, const char *file, char *buf, size_t len)
+{
+	int fd = openat(dirfd, file, O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 
 	if (fd < 0)

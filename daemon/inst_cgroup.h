@@ -41,6 +41,7 @@ void inst_cg_remove(const char *name);
 /* Small file helpers: whole-file read into buf (NUL-terminated, trailing
  * newline dropped), u64 parse, write. -errno. */
 int inst_cg_read(const char *path, char *buf, size_t len);
+int inst_cg_read_at(int dirfd, const char *file, char *buf, size_t len);
 int inst_cg_read_u64(const char *path, uint64_t *out);
 int inst_cg_write(const char *path, const char *value);
 

@@ -5,6 +5,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "common/error.h"
@@ -46,6 +47,24 @@ struct inst_disk {
 };
 int inst_conf_disk(const char *devname, json_t *dev, struct inst_disk *out, cell_error *err);
 bool inst_conf_is_root_disk(json_t *dev);
+
+/* Parsers shared by validation and generation (inst_lxc_validate.c). */
+#define INST_CPU_MAX 1024
+int inst_parse_u64(const char *s, uint64_t *out);   /* digits only; -EINVAL */
+/* "0-3,6" into a bitmap; -EINVAL on syntax or CPUs >= INST_CPU_MAX. */
+int inst_parse_cpuset(const char *s, uint64_t set[INST_CPU_MAX / 64]);
+static inline bool inst_cpu_is_set(const uint64_t *set, unsigned c)
+{
+	return set[c / 64] >> (c % 64) & 1;
+}
+/* limits.cpu: a plain number is a count, anything with ',' or '-' a set. */
+bool inst_cpu_is_count(const char *v);
+/* limits.cpu.allowance: "50%" (pct) or "25ms/100ms" (quota/period in us). */
+int inst_parse_allowance(const char *v, uint64_t *pct, uint64_t *quota_us, uint64_t *period_us);
+bool inst_ifname_valid(const char *n);
+bool inst_hwaddr_valid(const char *h);      /* unicast xx:xx:xx:xx:xx:xx */
+bool inst_abs_path_clean(const char *p);    /* absolute, no "." or ".." parts */
+bool inst_has_linebreak(const char *v);
 
 /* String value of a device/config key, NULL when absent or "". */
 const char *inst_json_str(json_t *obj, const char *key);

@@ -106,13 +106,12 @@ void inst_log_tail(const char *path, char *buf, size_t len)
 	int found = 0;
 
 	buf[0] = '\0';
-	while (f && found < 3 && getline(&line, &cap, f) > 0) {
-		const char *m = log_message(line);
-		if (!m)
-			continue;
+	while (f && found < 3 && off < len && getline(&line, &cap, f) > 0) {
+		const char *m;
 		line[strcspn(line, "\n")] = '\0';
-		off += (size_t)snprintf(buf + off, off < len ? len - off : 0, "%s%s", found ? "; " : "",
-					log_message(line));
+		if (!(m = log_message(line)))
+			continue;
+		off += (size_t)snprintf(buf + off, len - off, "%s%s", found ? "; " : "", m);
 		found++;
 	}
 	if (off >= len && len > 4)
@@ -498,6 +497,39 @@ int inst_lxc_device_remove(const char *name, const char *devname, json_t *dev,
 	return rc < 0 ? cell_err_wrap(err, rc, "remove device \"%s\" from %s", devname, name) : 0;
 }
 
+/* ---- exec ---------------------------------------------------------------------------- */
+
+int inst_lxc_exec_spawn(const char *name, const struct inst_lxc_exec *e, pid_t *helper,
+			cell_error *err)
+{
+	size_t nenv = 0, ncmd = 0, k = 0;
+	char uid[16], gid[16], n[24];
+	int fds[5] = { e->stdio[0], e->stdio[1], e->stdio[2], e->gate, e->reply };
+
+	if (running_pid("exec in", name, NULL, err) < 0)
+		return -ESRCH;
+	while (e->env && e->env[nenv])
+		nenv++;
+	while (e->argv && e->argv[ncmd])
+		ncmd++;
+	if (!ncmd)
+		return cell_err(err, 400, EINVAL, "exec in %s: no command", name);
+	snprintf(uid, sizeof(uid), "%u", (unsigned)e->uid);
+	snprintf(gid, sizeof(gid), "%u", (unsigned)e->gid);
+	snprintf(n, sizeof(n), "%zu", nenv);
+	const char *argv[8 + nenv + ncmd + 1];
+	argv[k++] = "celld", argv[k++] = "forkexec", argv[k++] = lxcpath, argv[k++] = name;
+	argv[k++] = e->cwd && *e->cwd ? e->cwd : "-", argv[k++] = uid, argv[k++] = gid;
+	argv[k++] = n;
+	for (size_t i = 0; i < nenv; i++)
+		argv[k++] = e->env[i];
+	for (size_t i = 0; i < ncmd; i++)
+		argv[k++] = e->argv[i];
+	argv[k] = NULL;
+	return fork_spawn(argv, fds, 5, helper, err) < 0 ? cell_err_wrap(err, -EIO, "exec in %s", name)
+							  : 0;
+}
+
 /* ---- delete, rename ------------------------------------------------------------------ */
 
 static int rm_tree_at(int dfd, const char *name, int depth)
@@ -534,6 +566,7 @@ int inst_lxc_delete(const char *name, cell_error *err)
 	if (inst_lxc_status(name, NULL) != INST_STOPPED)
 		return cell_err(err, 409, EBUSY, "delete %s: the instance is running", name);
 	inst_monitor_unwatch(name);
+	inst_cg_remove(name);
 	dfd = open(lxcpath, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
 		return cell_err_sys(err, 500, errno, "delete %s: open %s", name, lxcpath);

@@ -71,23 +71,25 @@ char *inst_lxc_dir(const char *name);
  * rules (1-63 of [A-Za-z0-9-], not starting with a digit or '-'). */
 bool inst_lxc_name_valid(const char *name);
 
-/* ---- validation and config (inst_lxc_conf.c) -------------------------- */
+/* ---- validation (inst_lxc_validate.c) and config (inst_lxc_conf.c) ---- */
 
 /* Check config keys/values and device definitions before anything is saved:
  * every key known (LXD's instance keys, user.*, volatile.*, image.*,
  * environment.*), values well-formed, devices of a supported type with valid
  * options, no duplicate nic names or disk paths.  400 with a message naming
- * the key or device.  Pure: no host access. [any] */
+ * the key or device.  Reads nothing from the host. [any] */
 int inst_lxc_validate(json_t *config, json_t *devices, cell_error *err);
 /* "512MB", "1GiB", "100000" (bytes) as LXD's units; -EINVAL. */
 int inst_lxc_parse_bytes(const char *s, uint64_t *out);
 /* limits.memory: bytes as above or "N%" of host RAM; -EINVAL. */
 int inst_lxc_parse_memory(const char *s, uint64_t *out);
-/* True when a change of `key` applies to a running container through
- * inst_lxc_set_limits (the limits.*); others need a restart. */
+/* True when a change of `key` needs no restart of a running container:
+ * limits.cpu*, limits.memory*, limits.processes (apply them with
+ * inst_lxc_set_limits) and keys the runtime does not use (user.*, image.*,
+ * volatile.*, boot.*, snapshots.*, security.protection.*). */
 bool inst_lxc_key_live(const char *key);
-/* True for devices inst_lxc_device_add/remove handle live (nic, disk
- * other than root). */
+/* True for devices inst_lxc_device_add/remove handle live: nic, disk other
+ * than the root one, and "none" (nothing to do). */
 bool inst_lxc_device_hotpluggable(json_t *dev);
 /* The id map for a container: empty when security.privileged, an isolated
  * range of security.idmap.size inside `base` clear of `used` when
@@ -135,6 +137,23 @@ int inst_lxc_device_add(const char *name, const char *devname, json_t *dev, json
  * or lazily unmount the disk path (`celld forkumount`). [worker] */
 int inst_lxc_device_remove(const char *name, const char *devname, json_t *dev,
 			   cell_error *err);
+/* Run a command inside through `celld forkexec` (protocol: daemon/fork.h),
+ * for exec sessions (daemon/exec_io.h).  Only spawns, never waits: the
+ * helper is a direct child of celld that the caller reaps; it exits as the
+ * command does.  The command's host pid comes on `reply`, then it waits on
+ * `gate`. [any: posix_spawn only] */
+struct inst_lxc_exec {
+	char *const *argv;    /* the command, NULL-terminated, looked up in env's PATH */
+	char *const *env;     /* "KEY=VALUE", NULL-terminated: the whole environment */
+	const char *cwd;      /* NULL: the container's / */
+	uid_t uid;            /* inside the container */
+	gid_t gid;
+	int stdio[3];         /* the command's 0, 1, 2 (a pty slave thrice: interactive) */
+	int gate;             /* read end of the start gate */
+	int reply;            /* write end of a pipe for "ok <pid>" / "err <errno> <msg>" */
+};
+int inst_lxc_exec_spawn(const char *name, const struct inst_lxc_exec *e, pid_t *helper,
+			cell_error *err);
 /* Remove $lxcpath/<name> (config, logs, device nodes); 409 when running.
  * The rootfs belongs to storage and is not touched. [worker] */
 int inst_lxc_delete(const char *name, cell_error *err);

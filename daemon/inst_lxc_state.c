@@ -6,6 +6,7 @@
  * interfaces.  No fork, no liblxc object, no command socket round trip.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <linux/rtnetlink.h>
@@ -99,25 +100,48 @@ enum inst_status inst_lxc_status(const char *name, pid_t *init_pid)
 
 /* ---- cgroup counters ------------------------------------------------------------ */
 
-static uint64_t cg_u64(enum inst_cg_ctrl c, const char *name, const char *file)
+/* The payload cgroup directories of one instance, opened once per state
+ * read: every file is then one openat without a path walk. */
+struct cg_dirs {
+	const char *name;
+	int fd[CG_NCTRL];
+};
+
+static void cg_dirs_close(struct cg_dirs *d)
+{
+	for (int c = 0; c < CG_NCTRL; c++)
+		if (d->fd[c] >= 0)
+			close(d->fd[c]);
+}
+
+static int cg_dir(struct cg_dirs *d, enum inst_cg_ctrl c)
 {
 	char path[PATH_MAX];
-	uint64_t v;
 
-	if (inst_cg_payload_path(c, name, file, path, sizeof(path)) < 0 ||
-	    inst_cg_read_u64(path, &v) < 0 || v == UINT64_MAX)
+	if (d->fd[c] == -2)
+		d->fd[c] = inst_cg_payload_path(c, d->name, NULL, path, sizeof(path)) < 0
+				   ? -1 : open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);
+	return d->fd[c];
+}
+
+static uint64_t cg_u64(struct cg_dirs *d, enum inst_cg_ctrl c, const char *file)
+{
+	char buf[64];
+	int fd = cg_dir(d, c);
+
+	if (fd < 0 || inst_cg_read_at(fd, file, buf, sizeof(buf)) < 0)
 		return 0;
-	return v;
+	return strtoull(buf, NULL, 10);   /* "max" and junk read as 0 */
 }
 
 /* "key value" line of a flat-keyed file such as cpu.stat. */
-static uint64_t cg_keyed(enum inst_cg_ctrl c, const char *name, const char *file, const char *key)
+static uint64_t cg_keyed(struct cg_dirs *d, enum inst_cg_ctrl c, const char *file, const char *key)
 {
-	char path[PATH_MAX], buf[1024], *p;
+	char buf[1024], *p;
 	size_t klen = strlen(key);
+	int fd = cg_dir(d, c);
 
-	if (inst_cg_payload_path(c, name, file, path, sizeof(path)) < 0 ||
-	    inst_cg_read(path, buf, sizeof(buf)) < 0)
+	if (fd < 0 || inst_cg_read_at(fd, file, buf, sizeof(buf)) < 0)
 		return 0;
 	for (p = buf; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
 		if (strncmp(p, key, klen) == 0 && p[klen] == ' ')
@@ -125,46 +149,45 @@ static uint64_t cg_keyed(enum inst_cg_ctrl c, const char *name, const char *file
 	return 0;
 }
 
-static uint64_t cpu_usage_ns(const char *name)
+static uint64_t cpu_usage_ns(struct cg_dirs *d)
 {
 	if (inst_cg_v1(CG_CPUACCT))
-		return cg_u64(CG_CPUACCT, name, "cpuacct.usage");
-	return cg_keyed(CG_CPUACCT, name, "cpu.stat", "usage_usec") * 1000;
+		return cg_u64(d, CG_CPUACCT, "cpuacct.usage");
+	return cg_keyed(d, CG_CPUACCT, "cpu.stat", "usage_usec") * 1000;
 }
 
-static uint64_t process_count(const char *name)
+static uint64_t process_count(struct cg_dirs *d)
 {
-	char path[PATH_MAX], buf[65536];
+	char buf[65536];
 	uint64_t n = 0;
-	int len;
+	int len, fd;
 
 	if (inst_cg_v1(CG_PIDS) || inst_cg_v2(CG_PIDS))
-		return cg_u64(CG_PIDS, name, "pids.current");
+		return cg_u64(d, CG_PIDS, "pids.current");
 	/* No pids controller: count the payload's processes. */
-	if (inst_cg_payload_path(CG_MEMORY, name, "cgroup.procs", path, sizeof(path)) < 0 ||
-	    (len = inst_cg_read(path, buf, sizeof(buf))) <= 0)
+	if ((fd = cg_dir(d, CG_MEMORY)) < 0 || (len = inst_cg_read_at(fd, "cgroup.procs", buf, sizeof(buf))) <= 0)
 		return 0;
 	for (int i = 0; i < len; i++)
 		n += buf[i] == '\n';
 	return n + 1;
 }
 
-static json_t *memory_json(const char *name, bool running)
+static json_t *memory_json(struct cg_dirs *d, bool running)
 {
 	uint64_t usage = 0, peak = 0, swap = 0, swap_peak = 0;
 
 	if (running && inst_cg_v1(CG_MEMORY)) {
-		uint64_t sw = cg_u64(CG_MEMORY, name, "memory.memsw.usage_in_bytes");
-		uint64_t swp = cg_u64(CG_MEMORY, name, "memory.memsw.max_usage_in_bytes");
-		usage = cg_u64(CG_MEMORY, name, "memory.usage_in_bytes");
-		peak = cg_u64(CG_MEMORY, name, "memory.max_usage_in_bytes");
+		uint64_t sw = cg_u64(d, CG_MEMORY, "memory.memsw.usage_in_bytes");
+		uint64_t swp = cg_u64(d, CG_MEMORY, "memory.memsw.max_usage_in_bytes");
+		usage = cg_u64(d, CG_MEMORY, "memory.usage_in_bytes");
+		peak = cg_u64(d, CG_MEMORY, "memory.max_usage_in_bytes");
 		swap = sw > usage ? sw - usage : 0;
 		swap_peak = swp > peak ? swp - peak : 0;
 	} else if (running && inst_cg_v2(CG_MEMORY)) {
-		usage = cg_u64(CG_MEMORY, name, "memory.current");
-		peak = cg_u64(CG_MEMORY, name, "memory.peak");
-		swap = cg_u64(CG_MEMORY, name, "memory.swap.current");
-		swap_peak = cg_u64(CG_MEMORY, name, "memory.swap.peak");
+		usage = cg_u64(d, CG_MEMORY, "memory.current");
+		peak = cg_u64(d, CG_MEMORY, "memory.peak");
+		swap = cg_u64(d, CG_MEMORY, "memory.swap.current");
+		swap_peak = cg_u64(d, CG_MEMORY, "memory.swap.peak");
 	}
 	return json_pack("{sI sI sI sI}", "usage", (json_int_t)usage, "usage_peak",
 			 (json_int_t)peak, "swap_usage", (json_int_t)swap, "swap_usage_peak",
@@ -257,17 +280,21 @@ json_t *inst_lxc_state(const char *name, cell_error *err)
 	pid_t pid = 0;
 	enum inst_status st = inst_lxc_status(name, &pid);
 	bool running = st != INST_STOPPED;
+	struct cg_dirs d = { .name = name };
 	json_t *o;
 
 	if (!name || !inst_lxc_name_valid(name)) {
 		cell_err(err, 400, EINVAL, "state: invalid instance name \"%s\"", name ? name : "");
 		return NULL;
 	}
+	for (int c = 0; c < CG_NCTRL; c++)
+		d.fd[c] = -2;   /* opened on first use */
 	o = json_pack("{ss si so so so sI sI}", "status", inst_status_name(st), "status_code",
-		      (int)st, "disk", json_object(), "memory", memory_json(name, running),
-		      "cpu", json_pack("{sI}", "usage", (json_int_t)(running ? cpu_usage_ns(name) : 0)),
+		      (int)st, "disk", json_object(), "memory", memory_json(&d, running),
+		      "cpu", json_pack("{sI}", "usage", (json_int_t)(running ? cpu_usage_ns(&d) : 0)),
 		      "pid", (json_int_t)pid, "processes",
-		      (json_int_t)(running ? process_count(name) : 0));
+		      (json_int_t)(running ? process_count(&d) : 0));
+	cg_dirs_close(&d);
 	if (!o) {
 		cell_err(err, 500, ENOMEM, "state %s: out of memory", name);
 		return NULL;

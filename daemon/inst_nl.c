@@ -32,17 +32,9 @@ static atomic_uint nl_seq = 1;
 
 int inst_nl_open(void)
 {
+	/* No bind: the kernel binds on the first send. */
 	int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
-
-	if (fd < 0)
-		return -errno;
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		int e = errno;
-		close(fd);
-		return -e;
-	}
-	return fd;
+	return fd < 0 ? -errno : fd;
 }
 
 int inst_nl_netns_fd(pid_t pid)
@@ -55,14 +47,25 @@ int inst_nl_netns_fd(pid_t pid)
 	return fd < 0 ? -errno : fd;
 }
 
+/* This thread's own netns, opened once per thread: state reads come here
+ * for every instance of a list. */
+static int self_netns(void)
+{
+	static __thread int fd = -1;
+
+	if (fd < 0)
+		fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
 int inst_nl_open_in(pid_t pid)
 {
-	_cleanup_close_ int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	int self = self_netns();
 	_cleanup_close_ int target = inst_nl_netns_fd(pid);
 	int fd;
 
 	if (self < 0)
-		return -errno;
+		return self;
 	if (target < 0)
 		return target;
 	if (setns(target, CLONE_NEWNET) < 0)

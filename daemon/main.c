@@ -20,7 +20,10 @@
 #include "daemon/events.h"
 #include "daemon/fork.h"
 #include "daemon/identity.h"
+#include "daemon/instances.h"
 #include "daemon/operations.h"
+#include "daemon/pools.h"
+#include "daemon/profiles.h"
 #include "daemon/router.h"
 #include "daemon/server.h"
 
@@ -116,6 +119,7 @@ static void on_signal(uv_signal_t *s, int signum)
 		return;
 	log_info("received signal %d, shutting down", signum);
 	celld->shutting_down = true;
+	instances_shutdown();   /* containers keep running */
 	server_shutdown();
 	ops_shutdown();
 	events_shutdown();
@@ -132,6 +136,12 @@ static int start(const struct celld_opts *o, cell_error *err)
 	if (identity_load(err) < 0 || db_open(celld->dir, err) < 0 || config_init(err) < 0 ||
 	    certs_init(err) < 0 || api_server_init(err) < 0)
 		return -EIO;
+	/* Pools first: the default profile's root disk names the default pool. */
+	if (pools_init(err) < 0 || profiles_init(err) < 0)
+		return -EIO;
+	/* Reconcile DB vs disk and reattach to running containers before serving. */
+	if (instances_init(err) < 0)
+		return -EIO;
 	if (ops_init() < 0 || events_init() < 0)
 		return cell_err(err, 500, EIO, "start event loop services");
 	routes_register_all();
@@ -146,12 +156,14 @@ static int start(const struct celld_opts *o, cell_error *err)
 	uv_signal_start(&sig_term, on_signal, SIGTERM);
 	uv_signal_start(&sig_int, on_signal, SIGINT);
 	log_info("celld %s ready on %s", CELL_VERSION, celld->socket_path);
+	instances_boot_autostart();
 	return 0;
 }
 
 static void cleanup(void)
 {
 	router_reset();
+	pools_shutdown();
 	certs_shutdown();
 	config_shutdown();
 	db_close();

@@ -8,6 +8,15 @@ void api_events_register(void);
 void api_testing_register(void);
 void api_testing_exec_register(void);
 void api_testing_files_register(void);
+void api_profiles_register(void);
+void api_storage_pools_register(void);
+void api_images_register(void);
+
+void api_instances_register(void);
+void api_instances_state_register(void);
+void api_instances_logs_register(void);
+void api_snapshots_register(void);
+void api_instances_boot_register(void);
 
 void routes_register_all(void)
 {
@@ -18,4 +27,12 @@ void routes_register_all(void)
 	api_testing_register();
 	api_testing_exec_register();
 	api_testing_files_register();
+	api_profiles_register();
+	api_storage_pools_register();
+	api_images_register();
+	api_instances_register();
+	api_instances_state_register();
+	api_instances_logs_register();
+	api_snapshots_register();
+	api_instances_boot_register();
 }

@@ -61,28 +61,46 @@ static int srv_method_of(struct lws *wsi, enum http_method *m)
 	return -1;
 }
 
-static void srv_add_header(http_req *req, const char *name, const char *value)
+/* Copy a header lws has already bounded (max_http_header_data) into req. */
+static void srv_take_header(http_req *req, const char *name, int len,
+			    int (*copy)(struct lws *, char *, int, const void *), struct lws *wsi,
+			    const void *key)
 {
-	if (req->nheaders >= HTTP_MAX_HEADERS)
+	char *v;
+
+	if (len < 0 || req->nheaders >= HTTP_MAX_HEADERS || !(v = malloc((size_t)len + 1)))
 		return;
-	req->headers[req->nheaders].name = strdup(name);
-	req->headers[req->nheaders].value = strdup(value);
-	req->nheaders++;
+	if (copy(wsi, v, len + 1, key) < 0 || !(req->headers[req->nheaders].name = strdup(name))) {
+		free(v);
+		return;
+	}
+	req->headers[req->nheaders++].value = v;
+}
+
+static int srv_copy_token(struct lws *wsi, char *dst, int len, const void *key)
+{
+	return lws_hdr_copy(wsi, dst, len, *(const enum lws_token_indexes *)key);
+}
+
+static int srv_copy_custom(struct lws *wsi, char *dst, int len, const void *key)
+{
+	return lws_hdr_custom_copy(wsi, dst, len, key, (int)strlen(key));
 }
 
 static void srv_collect_headers(struct lws *wsi, http_req *req)
 {
-	char buf[4096], name[64];
+	char name[64];
 
-	for (size_t i = 0; i < ARRAY_SIZE(srv_known_headers); i++)
-		if (lws_hdr_total_length(wsi, srv_known_headers[i].tok) > 0 &&
-		    lws_hdr_copy(wsi, buf, sizeof(buf), srv_known_headers[i].tok) > 0)
-			srv_add_header(req, srv_known_headers[i].name, buf);
+	for (size_t i = 0; i < ARRAY_SIZE(srv_known_headers); i++) {
+		enum lws_token_indexes tok = srv_known_headers[i].tok;
+		if (lws_hdr_total_length(wsi, tok) > 0)
+			srv_take_header(req, srv_known_headers[i].name, lws_hdr_total_length(wsi, tok),
+					srv_copy_token, wsi, &tok);
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(srv_custom_headers); i++) {
 		int n = snprintf(name, sizeof(name), "%s:", srv_custom_headers[i]);
-		if (lws_hdr_custom_length(wsi, name, n) >= 0 &&
-		    lws_hdr_custom_copy(wsi, buf, sizeof(buf), name, n) >= 0)
-			srv_add_header(req, srv_custom_headers[i], buf);
+		srv_take_header(req, srv_custom_headers[i], lws_hdr_custom_length(wsi, name, n),
+				srv_copy_custom, wsi, name);
 	}
 }
 
@@ -193,6 +211,12 @@ static int srv_on_http(struct lws *wsi, struct srv_conn *c, const char *uri)
 	}
 	if (c->rm->flags & ROUTE_STREAM_BODY)
 		return srv_conn_body_begin(c);
+	/* lws 4.1 does not decode chunked request bodies; only streamed routes
+	 * parse them themselves.  Say so rather than wait for a body forever. */
+	if (!cl) {
+		resp_error(&c->resp, 411, "Length Required: send the body with Content-Length");
+		return srv_conn_reject(c);
+	}
 	if (len > SERVER_MAX_BODY) {
 		resp_error(&c->resp, 413, "Request body too large (limit %u bytes)", SERVER_MAX_BODY);
 		return srv_conn_reject(c);
@@ -224,6 +248,25 @@ static int srv_on_body_done(struct srv_conn *c)
 	c->want_body = false;
 	srv_dispatch(c);
 	return 0;
+}
+
+/* HTTP request events; an answer ready when they return is written at once. */
+static int srv_http_event(struct lws *wsi, struct srv_conn *c, enum lws_callback_reasons reason,
+			  void *in, size_t len)
+{
+	int rc;
+
+	c->in_cb = true;
+	if (reason == LWS_CALLBACK_HTTP)
+		rc = srv_on_http(wsi, c, in);
+	else if (reason == LWS_CALLBACK_HTTP_BODY)
+		rc = srv_on_body(c, in, len);
+	else
+		rc = srv_on_body_done(c);
+	c->in_cb = false;
+	if (rc == 0 && c->responding && !c->headers_sent)
+		rc = srv_conn_write(c);
+	return rc;
 }
 
 /* Websocket upgrade: route it; the handler accepts or refuses before the handshake. */
@@ -266,11 +309,9 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 		SSL_CTX_set_verify((SSL_CTX *)user, SSL_VERIFY_PEER, srv_verify_accept_any);
 		return 0;
 	case LWS_CALLBACK_HTTP:
-		return srv_on_http(wsi, c, in);
 	case LWS_CALLBACK_HTTP_BODY:
-		return srv_on_body(c, in, len);
 	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-		return srv_on_body_done(c);
+		return srv_http_event(wsi, c, reason, in, len);
 	case LWS_CALLBACK_HTTP_WRITEABLE:
 		return srv_conn_write(c);
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -410,8 +451,9 @@ static void srv_listener_accept(uv_poll_t *p, int status, int events)
 		int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
 		if (fd < 0)
 			return;
-		if (!lws_adopt_socket_vhost(srv_https_vh, fd))
-			close(fd);
+		/* On failure lws has closed fd itself (closing it again could
+		 * hit the next accepted socket). */
+		lws_adopt_socket_vhost(srv_https_vh, fd);
 	}
 }
 

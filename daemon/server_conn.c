@@ -75,10 +75,17 @@ void srv_conn_closed(struct srv_conn *c)
 	c->wsi = NULL;
 }
 
+/*
+ * Inside an lws HTTP callback the answer is written when the callback
+ * returns (srv_callback): no extra loop turn, and lws sees the transaction
+ * complete before it looks at pipelined bytes already buffered.  Elsewhere
+ * (deferred answers) wait for writability.
+ */
 void srv_conn_respond(struct srv_conn *c)
 {
 	c->responding = true;
-	lws_callback_on_writable(c->wsi);
+	if (!c->in_cb)
+		lws_callback_on_writable(c->wsi);
 }
 
 int srv_conn_reject(struct srv_conn *c)
@@ -220,6 +227,32 @@ int srv_conn_body_chunk(struct srv_conn *c, const void *data, size_t len)
 	if (c->rm->body->chunk(c->body_state, data, len, &c->body_err) < 0)
 		c->body_failed = true;   /* keep reading to the end, then answer */
 	return 0;
+}
+
+void http_req_pause_body(http_req *req, bool pause)
+{
+	struct srv_conn *c = req->conn;
+
+	if (!c || !c->wsi || !c->streaming)
+		return;
+	lws_rx_flow_control(c->wsi, pause ? 0 : 1);
+	/* lws times out a body that stops arriving; a pause is ours, not the client's. */
+	if (pause)
+		lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
+	else
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, 10);
+}
+
+void http_req_body_finished(http_req *req)
+{
+	struct srv_conn *c = req->conn;
+
+	if (!c || !c->wsi)
+		return;
+	/* lws still expects body bytes: this connection cannot be reused. */
+	c->close_after = true;
+	if (c->streaming)
+		srv_conn_body_end(c);
 }
 
 int srv_conn_body_end(struct srv_conn *c)

@@ -20,6 +20,7 @@ struct srv_conn {
 	void *body_state;
 	cell_error body_err;
 	bool responding, headers_sent, close_after;
+	bool in_cb;              /* inside an lws HTTP callback: write on return */
 	size_t body_off;         /* bytes of resp.body written */
 	off_t fd_off;            /* bytes of resp.body_fd written */
 	struct http_deferred *deferred;

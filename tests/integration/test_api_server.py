@@ -9,7 +9,7 @@ import time
 import pytest
 
 from cellenv import (CELLD, cert_b64_der, cert_fingerprint, curl_unix, free_port,
-                     make_client_cert, wait_port)
+                     make_client_cert, wait_https)
 
 
 def api(celld, method, path, body=None, headers=None):
@@ -113,7 +113,7 @@ def test_addresses_follow_https_address(celld):
     assert r.status == 200, r
     env = get_ok(celld, "/1.0").metadata["environment"]
     assert env["addresses"] == ["127.0.0.1:%d" % port]
-    assert wait_port(port)
+    assert wait_https(port)
 
     # Wildcard: every listed address carries the port (the list comes from the interfaces).
     port2 = free_port()

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from cellenv import (Celld, cert_b64_der, do_request, fd_count, make_client_cert, stop_checked,
-                     wait_fds_settle)
+from cellenv import (Celld, cert_b64_der, do_request, enable_https_tls, fd_count, free_port,
+                     make_client_cert, stop_checked, wait_fds_settle)
 
 MAX_BODY = 8 * 1024 * 1024
 
@@ -333,7 +333,7 @@ GARBAGE = [
 
 def test_garbage_and_invalid_http(celld):
     for data in GARBAGE:
-        r = raw(celld, data, timeout=3)
+        r = raw(celld, data, timeout=1)
         # Lenient parsing may still answer a GET /1.0; anything else is refused or dropped.
         assert r.status is None or 400 <= r.status < 500 or r.status == 200, (data[:60], r)
         if r.status and r.status >= 400 and r.headers.get("content-type") == "application/json":
@@ -341,59 +341,32 @@ def test_garbage_and_invalid_http(celld):
         assert_healthy(celld, {})
 
 
-def test_garbage_on_https_port(celld):
-    port = celld.enable_https()
-    for data in (b"GET /1.0 HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(2048),
-                 b"\x16\x03\x01\xff\xff" + os.urandom(100), b"\x16\x03\x03\x00\x05hello"):
-        s = socket.create_connection(("127.0.0.1", port), timeout=5)
-        _sendall_quiet(s, data)
-        try:
-            got = s.recv(4096)
-        except (socket.timeout, ConnectionResetError):
-            got = b""
-        s.close()
-        assert b"200 OK" not in got
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as t:
-        t.sendall(os.urandom(300) + b"\r\n\r\n")
-        try:
-            t.recv(4096)
-        except (OSError, ssl.SSLError):
-            pass
-    assert_healthy(celld)
-    assert celld.https().request("GET", "/1.0") is None
-
-
-def test_pipelined_requests(celld):
-    s = connect_unix(celld)
-    s.sendall(request_bytes("PATCH", "/1.0", b'{"config": {"user.p": "1"}}') +
-              request_bytes("GET", "/") + request_bytes("GET", "/1.0/nope"))
-    a, b, c = read_response(s), read_response(s), read_response(s)
-    s.close()
-    assert a.status == 200, a
-    assert b.status == 200 and b.json["metadata"] == ["/1.0"], b
-    assert_json_error(c, 404)
-    assert_healthy(celld, {"user.p": "1"})
-
-
-@pytest.mark.xfail(strict=True, reason="a request with a body pipelined behind an answered request "
-                   "(one write: GET / then PATCH /1.0 with a body) is never answered and celld "
-                   "spins at 100% CPU in lws_service_do_ripe_rxflow: every client is blocked and "
-                   "SIGTERM is never handled")
-def test_pipelined_body_after_request():
+@pytest.mark.xfail(strict=True, reason="pipelined requests (several in one write) are not all "
+                   "answered: after PATCH+GET+GET some are dropped or skipped (1 round in 4), and "
+                   "GET / followed by PATCH /1.0 with a body is never answered while celld spins "
+                   "at 100% CPU in lws_service_do_ripe_rxflow, blocking every client and SIGTERM")
+def test_pipelined_requests_all_answered():
     d = Celld().start()        # its own daemon: it may hang, so kill -9 it afterwards
     try:
+        for i in range(20):
+            s = connect_unix(d, 3)
+            s.sendall(request_bytes("PATCH", "/1.0", b'{"config": {"user.p": "%d"}}' % i) +
+                      request_bytes("GET", "/") + request_bytes("GET", "/1.0/nope"))
+            a, b, c = read_response(s, 3), read_response(s, 3), read_response(s, 3)
+            s.close()
+            assert a.status == 200, (i, a)
+            assert b.status == 200 and b.json["metadata"] == ["/1.0"], (i, b)
+            assert c.status == 404 and c.json["error_code"] == 404, (i, c)
         s = connect_unix(d, 3)
         s.sendall(request_bytes("GET", "/") +
-                  request_bytes("PATCH", "/1.0", b'{"config": {"user.p": "1"}}'))
+                  request_bytes("PATCH", "/1.0", b'{"config": {"user.p": "last"}}'))
         a, b = read_response(s, 3), read_response(s, 3)
         s.close()
         assert a.status == 200, a
         assert b.status == 200, b
         c = d.conn(timeout=3)
         try:
-            assert do_request(c, "GET", "/1.0").metadata["config"] == {"user.p": "1"}
+            assert do_request(c, "GET", "/1.0").metadata["config"] == {"user.p": "last"}
         finally:
             c.close()
         stop_checked(d)
@@ -409,7 +382,7 @@ def test_chunked_request_body_is_answered(celld):
     data = (b"PATCH /1.0 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
     t0 = time.time()
-    r = raw(celld, data, timeout=5)
+    r = raw(celld, data, timeout=3)
     assert r.status is not None, "no answer after %.1fs: %r" % (time.time() - t0, r)
     # Applied, or refused with a clear error (411 Length Required would do).
     assert r.status == 200 or (r.json and r.json["type"] == "error"), r
@@ -418,7 +391,7 @@ def test_chunked_request_body_is_answered(celld):
 # ---- slowloris --------------------------------------------------------------------------
 
 def test_slowloris_disconnected_others_served(celld):
-    port = celld.enable_https()
+    port = enable_https_tls(celld)
     results = {}
 
     def trickle(name, sock, payload):
@@ -476,39 +449,106 @@ def test_slowloris_disconnected_others_served(celld):
         assert results[name] < 20, (name, results[name])
 
 
+@pytest.mark.xfail(strict=True, reason="server.c srv_listener_accept close()s the fd again when "
+                   "lws_adopt_socket_vhost fails (lws has already closed it, deferred): with fd "
+                   "reuse this closes the next accepted HTTPS socket and libuv abort()s on "
+                   "epoll_ctl EBADF; a connection closed before its TLS handshake triggers it")
+def test_https_port_survives_dropped_and_non_tls_connections():
+    d = Celld().start()        # its own daemon: it may die
+    try:
+        port = free_port()
+        r = d.request("PATCH", "/1.0", {"config": {"core.https_address": "127.0.0.1:%d" % port}})
+        assert r.status == 200, r
+        time.sleep(1)
+        for _ in range(8):     # each round crashed it 2 times out of 3 when written
+            socket.create_connection(("127.0.0.1", port)).close()
+            s = socket.create_connection(("127.0.0.1", port))
+            time.sleep(0.3)
+            s.close()
+            time.sleep(0.2)
+            assert d.proc.poll() is None, "celld died: exit %s" % d.proc.returncode
+        # And many bare TCP connections dropped (FIN and RST), some after a partial request.
+        socks = []
+        for i in range(100):
+            s = socket.create_connection(("127.0.0.1", port))
+            if i % 2:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+            if i % 3 == 0:
+                _sendall_quiet(s, b"\x16\x03\x01\x00\x10")
+            socks.append(s)
+        time.sleep(0.3)
+        for s in socks:
+            s.close()
+        time.sleep(0.5)
+        assert d.proc.poll() is None, "celld died: exit %s" % d.proc.returncode
+        # Plain HTTP and junk on the TLS port: refused, never answered in clear.
+        for data in (b"GET /1.0 HTTP/1.1\r\nHost: x\r\n\r\n", os.urandom(2048),
+                     b"\x16\x03\x01\xff\xff" + os.urandom(100), b"\x16\x03\x03\x00\x05hello"):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            _sendall_quiet(s, data)
+            try:
+                got = s.recv(4096)
+            except (socket.timeout, ConnectionResetError):
+                got = b""
+            s.close()
+            assert b"200 OK" not in got
+        with _tls_ctx().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5)) as t:
+            t.sendall(os.urandom(300) + b"\r\n\r\n")
+            try:
+                t.recv(4096)
+            except (OSError, ssl.SSLError):
+                pass
+        time.sleep(0.5)
+        assert d.proc.poll() is None, "celld died: exit %s" % d.proc.returncode
+        assert d.get("/1.0").status == 200
+        stop_checked(d)
+    finally:
+        d.kill()
+        d.cleanup()
+
+
 # ---- many connections -------------------------------------------------------------------
 
-def hammer_connections(celld, port, n=200):
-    """n concurrent requests that all complete, then n connections opened and dropped."""
-    statuses = []
-    lock = threading.Lock()
+def _tls_ctx():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    return ctx
 
-    def one():
+
+def _concurrently(fn, n):
+    results, lock = [], threading.Lock()
+
+    def run():
         try:
-            s = connect_unix(celld, 20)
-            s.sendall(request_bytes("GET", "/1.0"))
-            r = read_response(s, 20)
-            s.close()
-            st = r.status
+            r = fn()
         except OSError as e:
-            st = repr(e)
+            r = repr(e)
         with lock:
-            statuses.append(st)
-    threads = [threading.Thread(target=one) for _ in range(n)]
+            results.append(r)
+    threads = [threading.Thread(target=run) for _ in range(n)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert statuses == [200] * n, [s for s in statuses if s != 200][:5]
+    return results
+
+
+def hammer_connections(celld, port=None, n=200):
+    """n concurrent requests that all complete, then n connections opened and
+    dropped half-way through a request; over HTTPS too when port is given
+    (TLS connections only: bare TCP drops crash celld, see the xfail above)."""
+    def unix_get():
+        s = connect_unix(celld, 20)
+        s.sendall(request_bytes("GET", "/1.0"))
+        r = read_response(s, 20)
+        s.close()
+        return r.status
+    statuses = _concurrently(unix_get, n)
+    assert statuses == [200] * n, [x for x in statuses if x != 200][:5]
 
     socks = []
     for i in range(n):
-        if i % 2:
-            s = connect_unix(celld)
-        else:
-            s = socket.create_connection(("127.0.0.1", port))
-            # RST instead of FIN, the rudest way to leave.
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        s = connect_unix(celld)
         if i % 3 == 0:
             _sendall_quiet(s, b"GET /1.0 HTTP/1.1\r\nHo")
         elif i % 3 == 1:
@@ -517,20 +557,32 @@ def hammer_connections(celld, port, n=200):
     time.sleep(0.3)
     for s in socks:
         s.close()
-    # TLS connections dropped in the middle of a request too.
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
+    if not port:
+        return
+
+    def https_get():
+        c = celld.https(port=port)
+        try:
+            c.request("GET", "/1.0")
+            return c.getresponse().status
+        finally:
+            c.close()
+    statuses = _concurrently(https_get, n // 2)
+    assert statuses == [200] * (n // 2), [x for x in statuses if x != 200][:5]
+
     tls = []
-    for _ in range(20):
-        t = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
-        t.sendall(b"GET /1.0 HTTP/1.1\r\nHost: x\r\n")
+    for i in range(n // 4):
+        t = _tls_ctx().wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10))
+        t.sendall(b"GET /1.0 HTTP/1.1\r\nHost: x\r\n" if i % 2 else b"PUT /1.0 HTTP/1.1\r\n"
+                  b"Host: x\r\nContent-Length: 99\r\n\r\n{")
         tls.append(t)
+    time.sleep(0.3)
     for t in tls:
         t.close()
 
 
 def test_many_connections_opened_and_dropped(celld):
-    port = celld.enable_https()
+    port = enable_https_tls(celld)
     pid = celld.proc.pid
     assert_healthy(celld)
     baseline = fd_count(pid)
@@ -543,14 +595,14 @@ def test_many_connections_opened_and_dropped(celld):
 def test_all_abuse_then_fds_back_and_clean_exit(celld, tmp_path):
     """Everything above (but the slow parts) against one daemon, then the fd check;
     the fixture then checks SIGTERM -> exit 0 with no sanitizer report."""
-    port = celld.enable_https()
+    port = enable_https_tls(celld)
     pid = celld.proc.pid
     assert_healthy(celld)
     baseline = fd_count(pid)
     for body in BAD_JSON + WRONG_TYPES:
         assert_json_error(celld.request("PATCH", "/1.0", body), 400)
     for data in GARBAGE:
-        raw(celld, data, timeout=3)
+        raw(celld, data, timeout=1)
     raw(celld, b"GET /1.0 HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 100000 + b"\r\n\r\n")
     assert_json_error(raw(celld, b"PUT /1.0 HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n"
                           % (MAX_BODY + 1)), 413)

@@ -439,6 +439,7 @@ def test_no_fd_leaks(celld, tree):
     root, _ = tree
     pid = celld.proc.pid
     pull(celld, root, "/")
+    time.sleep(0.3)          # let the server see the last connection close
     before = fd_count(pid)
     (root / "d").mkdir()
     for i in range(20):
@@ -451,32 +452,50 @@ def test_no_fd_leaks(celld, tree):
         pull(celld, root, "/d")
         push(celld, root, "/d/nope/x", b"x")
         celld.request("DELETE", furl(root, "/d/f%d" % i))
-    time.sleep(0.2)
+    deadline = time.time() + 5
+    while time.time() < deadline and fd_count(pid) != before:
+        time.sleep(0.1)
     assert fd_count(pid) == before
 
 
-def test_measure_1gb_push_pull_vs_cp(celld, tree, tmp_path):
-    """Printed, not asserted: the target is 80% of a local cp."""
-    root, _ = tree
-    src = tmp_path / "gig.bin"
-    size = 1 << 30
-    make_random_file(src, size)
-    t0 = time.time()
-    subprocess.run(["cp", str(src), str(tmp_path / "cp.bin")], check=True)
-    cp = time.time() - t0
-    os.unlink(tmp_path / "cp.bin")
-    sock = celld.sock
-    base = "http://localhost"
-    t0 = time.time()
-    subprocess.run(["curl", "-sf", "--unix-socket", sock, "-X", "POST", "-T", str(src),
-                    "-H", "Expect:", base + furl(root, "/gig")], check=True,
-                   stdout=subprocess.DEVNULL)
-    up = time.time() - t0
-    assert os.path.getsize(root / "gig") == size
-    t0 = time.time()
-    subprocess.run(["curl", "-sf", "--unix-socket", sock, "-o", str(tmp_path / "pulled.bin"),
-                    base + furl(root, "/gig")], check=True)
-    down = time.time() - t0
-    assert os.path.getsize(tmp_path / "pulled.bin") == size
-    print("\n1 GiB: cp %.0f MB/s, push %.0f MB/s (%.0f%%), pull %.0f MB/s (%.0f%%)" % (
-        size / cp / 1e6, size / up / 1e6, cp / up * 100, size / down / 1e6, cp / down * 100))
+def test_measure_1gb_push_pull_vs_cp(celld):
+    """Printed, not asserted: the target is 80% of a local cp.  On tmpfs when
+    there is one, so the disk's writeback does not drown the comparison."""
+    import shutil
+    import tempfile
+    base_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+    work = tempfile.mkdtemp(prefix="cell-files-bench-", dir=base_dir)
+    try:
+        root = os.path.join(work, "root")
+        os.mkdir(root)
+        src = os.path.join(work, "gig.bin")
+        size = 1 << 30
+        make_random_file(src, size)
+        sock = celld.sock
+        url = "http://localhost" + furl(root, "/gig")
+
+        def timed(cmd):
+            t0 = time.time()
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            return time.time() - t0
+
+        best = {"cp": 1e9, "push": 1e9, "pull": 1e9}
+        for _ in range(2):
+            best["cp"] = min(best["cp"], timed(["cp", src, os.path.join(work, "cp.bin")]))
+            os.unlink(os.path.join(work, "cp.bin"))
+            best["push"] = min(best["push"], timed(
+                ["curl", "-sf", "--unix-socket", sock, "-X", "POST", "-T", src, "-H", "Expect:",
+                 url]))
+            assert os.path.getsize(os.path.join(root, "gig")) == size
+            best["pull"] = min(best["pull"], timed(
+                ["curl", "-sf", "--unix-socket", sock, "-o", os.path.join(work, "pulled.bin"),
+                 url]))
+            assert os.path.getsize(os.path.join(work, "pulled.bin")) == size
+            os.unlink(os.path.join(work, "pulled.bin"))
+        cp, up, down = best["cp"], best["push"], best["pull"]
+        print("\n1 GiB on %s: cp %.0f MB/s, push %.0f MB/s (%.0f%% of cp), "
+              "pull %.0f MB/s (%.0f%% of cp)" % (
+                  base_dir or "disk", size / cp / 1e6, size / up / 1e6, cp / up * 100,
+                  size / down / 1e6, cp / down * 100))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

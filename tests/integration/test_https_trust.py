@@ -12,8 +12,9 @@ import pytest
 import websocket
 
 from cellenv import (Celld, cert_b64_der, cert_fingerprint, curl, curl_https, do_request,
-                     free_port, lsan_env, make_client_cert, port_open, stop_checked, wait_port)
-from wsutil import ws_https, ws_unix
+                     enable_https_tls, free_port, lsan_env, make_client_cert, port_open,
+                     stop_checked, wait_https, wait_port)
+from wsutil import ws_https
 
 PASSWORD = "trust-me-%s" % time.time()
 
@@ -30,7 +31,7 @@ def celld(tmp_path_factory):
 
 @pytest.fixture
 def https(celld):
-    celld.enable_https()
+    enable_https_tls(celld)
     return celld
 
 
@@ -349,19 +350,19 @@ def test_https_address_changes_live(celld):
         b = free_port()
     assert not port_open(a) and not port_open(b)
     assert celld.request("PATCH", "/1.0", {"config": {"core.https_address": "127.0.0.1:%d" % a}}).status == 200
-    assert wait_port(a)
+    assert wait_https(a)
     assert curl_https(a, "GET", "/1.0").metadata["auth"] == "untrusted"
 
     assert celld.request("PATCH", "/1.0", {"config": {"core.https_address": "127.0.0.1:%d" % b}}).status == 200
     assert wait_port(a, is_open=False, timeout=3), "old port still open"
-    assert wait_port(b)
+    assert wait_https(b)
     assert curl_https(b, "GET", "/1.0").status == 200
     assert curl_https(a, "GET", "/1.0").status == 0
     assert celld.get("/1.0").metadata["environment"]["addresses"] == ["127.0.0.1:%d" % b]
 
     # Back to the first port (it must be bindable again at once).
     assert celld.request("PUT", "/1.0", {"config": {"core.https_address": "127.0.0.1:%d" % a}}).status == 200
-    assert wait_port(a) and wait_port(b, is_open=False, timeout=3)
+    assert wait_https(a) and wait_port(b, is_open=False, timeout=3)
 
     assert celld.request("PATCH", "/1.0", {"config": {"core.https_address": ""}}).status == 200
     assert wait_port(a, is_open=False, timeout=3), "unset did not close the listener"
@@ -381,7 +382,7 @@ def test_https_address_ipv6_loopback(celld):
     port = free_port()
     r = celld.request("PATCH", "/1.0", {"config": {"core.https_address": "[::1]:%d" % port}})
     assert r.status == 200, r
-    assert wait_port(port, host="::1")
+    assert wait_https(port, host="::1")
     assert celld.get("/1.0").metadata["environment"]["addresses"] == ["[::1]:%d" % port]
     r = curl(["-k", "https://[::1]:%d/1.0" % port])
     assert r.status == 200 and r.metadata["auth"] == "untrusted", r
@@ -390,7 +391,7 @@ def test_https_address_ipv6_loopback(celld):
 @pytest.mark.xfail(strict=True, reason="core.https_address on a port already in use answers 200, "
                    "stores the value and advertises it while nothing listens (error only logged)")
 def test_https_address_busy_port_is_an_error(celld):
-    port = celld.enable_https()
+    port = enable_https_tls(celld)
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen()
@@ -412,7 +413,7 @@ def test_https_address_busy_port_is_an_error(celld):
 def test_no_leak_per_https_request(tmp_path):
     d = Celld().start()     # no suppression here
     try:
-        d.enable_https()
+        enable_https_tls(d)
         crt, key = make_client_cert(str(tmp_path), "leak")
         conn = d.https(crt, key)
         for _ in range(3):

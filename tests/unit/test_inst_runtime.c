@@ -24,6 +24,8 @@
 #include <string.h>
 #include <sys/pidfd.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <signal.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -164,7 +166,8 @@ static void chown_tree(const char *dir, uid_t id)
 static char *make_rootfs(const char *name, uid_t owner, const char *extra)
 {
 	static const char *const applets[] = { "sh", "sleep", "cat", "ls", "poweroff", "reboot",
-					       "id", "ip", "echo", "test", "env", "true", "mount" };
+					       "id", "ip", "echo", "test", "env", "true", "mount",
+					       "stat" };
 	char *root = xasprintf("%s/rootfs-%s", rt.dir, name);
 	char path[PATH_MAX], inittab[512];
 
@@ -499,8 +502,8 @@ static void test_unprivileged(void **state)
 	NEED_RUNTIME();
 	const char *name = new_name("unpriv");
 	uint32_t root_uid;
-	_cleanup_free_ char *root = NULL, *share = xasprintf("%s/ushare", rt.dir);
-	_cleanup_free_ char *file = xasprintf("%s/ushare/hello", rt.dir);
+	_cleanup_free_ char *root = NULL, *share = xasprintf("%s/u share", rt.dir);
+	_cleanup_free_ char *file = xasprintf("%s/u share/hello", rt.dir);
 	_cleanup_json_ json_t *cfg = json_pack("{ss ss}", "limits.memory", "64MiB",
 					       "limits.processes", "100");
 	_cleanup_json_ json_t *devs = NULL;
@@ -513,10 +516,11 @@ static void test_unprivileged(void **state)
 	root = make_rootfs(name, root_uid, NULL);
 	mkdir(share, 0755);
 	write_text(file, "uhi\n", 0644);
-	devs = json_pack("{s{ss ss ss} s{ss ss ss} s{ss ss ss ss}}", "share", "type", "disk",
-			 "source", share, "path", "/mnt/share", "eth0", "type", "nic", "nictype",
-			 "bridged", "parent", rt.bridge, "mv", "type", "nic", "nictype", "macvlan",
-			 "parent", rt.bridge, "name", "eth1");
+	devs = json_pack("{s{ss ss ss} s{ss ss ss} s{ss ss ss ss} s{ss ss ss ss ss}}", "share",
+			 "type", "disk", "source", share, "path", "/mnt/my share", "eth0", "type", "nic",
+			 "nictype", "bridged", "parent", rt.bridge, "mv", "type", "nic", "nictype",
+			 "macvlan", "parent", rt.bridge, "name", "eth1", "nul", "type", "unix-char",
+			 "path", "/dev/nul3", "major", "1", "minor", "3", "mode", "0666");
 	pid = start_ct(name, root, cfg, devs, &rt.map, &ms);
 	printf("# timing start unprivileged (2 devices): %.1f ms\n", ms);
 	check_state(name, pid, "eth0");
@@ -535,12 +539,27 @@ static void test_unprivileged(void **state)
 		snprintf(want, sizeof(want), "%u", root_uid);
 		assert_non_null(strstr(map, want));
 	}
-	s = attach(name, "id -u; cat /mnt/share/hello");
-	assert_string_equal(s, "0\nuhi");
+	s = attach(name, "id -u; cat \"/mnt/my share/hello\"; echo x > /dev/nul3 && echo ok");
+	assert_string_equal(s, "0\nuhi\nok");
 	free(s);
 	s = cg_file(CG_PIDS, name, "pids.max");
 	assert_string_equal(s, "100");
 	free(s);
+	{   /* hot-plug into a mount namespace owned by the container's userns */
+		_cleanup_json_ json_t *hot = json_pack("{ss ss ss}", "type", "disk", "source", share,
+						       "path", "/srv/hot");
+		double t0 = now_ms();
+		if (inst_lxc_device_add(name, "hot", hot, NULL, &err) < 0)
+			fail_msg("%s", err.msg);
+		printf("# timing hot-plug disk (forkmount): %.1f ms\n", now_ms() - t0);
+		s = attach(name, "cat /srv/hot/hello; stat -c %u /srv");
+		assert_string_equal(s, "uhi\n0");   /* created dirs belong to the container root */
+		free(s);
+		assert_int_equal(inst_lxc_device_remove(name, "hot", hot, &err), 0);
+		s = attach(name, "ls /srv/hot");
+		assert_string_equal(s, "");
+		free(s);
+	}
 	{
 		double t0 = now_ms();
 		assert_int_equal(inst_lxc_stop(name, &err), 0);
@@ -564,7 +583,8 @@ static void test_self_stop(void **state)
 	pid_t pid;
 
 	pid = start_ct(name, root, NULL, NULL, NULL, NULL);
-	pump_loop(50);   /* let the monitor pick up the watch */
+	/* busybox init ignores poweroff until its handlers are set */
+	pump_loop(300);
 	initfd = pidfd_open(pid, 0);
 	assert_true(initfd >= 0);
 	out = attach(name, "/bin/poweroff");
@@ -653,6 +673,93 @@ static void test_reattach(void **state)
 	assert_true(wait_stop_event(a, 2000));
 	assert_int_equal(inst_lxc_stop(b, &err), 0);
 	assert_true(wait_stop_event(b, 2000));
+}
+
+/* One exec through `celld forkexec`, as exec_io drives it. */
+struct exec_result {
+	char out[512];
+	int status;
+	pid_t cmd;
+};
+
+static void exec_once(const char *name, char *const *argv, bool go, int signal_it,
+		      struct exec_result *r)
+{
+	char *const env[] = { "PATH=/bin:/sbin", "FOO=bar", NULL };
+	int out[2], gate[2], reply[2];
+	cell_error err = { 0 };
+	char line[128] = "";
+	pid_t helper;
+	ssize_t n, off = 0;
+
+	assert_int_equal(pipe2(out, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(gate, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(reply, O_CLOEXEC), 0);
+	struct inst_lxc_exec e = { .argv = argv, .env = env, .cwd = "/tmp", .stdio = { -1, out[1], out[1] },
+				   .gate = gate[0], .reply = reply[1] };
+	if (inst_lxc_exec_spawn(name, &e, &helper, &err) < 0)
+		fail_msg("%s", err.msg);
+	close(out[1]);
+	close(gate[0]);
+	close(reply[1]);
+	n = read(reply[0], line, sizeof(line) - 1);
+	close(reply[0]);
+	assert_true(n > 3);
+	line[n] = '\0';
+	assert_memory_equal(line, "ok ", 3);
+	r->cmd = (pid_t)atoi(line + 3);
+	assert_true(r->cmd > 0);
+	if (go)
+		assert_int_equal(write(gate[1], "g", 1), 1);
+	close(gate[1]);
+	if (signal_it)
+		kill(r->cmd, signal_it);
+	while ((n = read(out[0], r->out + off, sizeof(r->out) - 1 - (size_t)off)) > 0)
+		off += n;
+	r->out[off] = '\0';
+	close(out[0]);
+	assert_int_equal(waitpid(helper, &r->status, 0), helper);
+}
+
+static void test_exec(void **state)
+{
+	NEED_RUNTIME();
+	const char *name = new_name("exec");
+	_cleanup_free_ char *root = make_rootfs(name, 0, NULL);
+	char *const hello[] = { "sh", "-c", "echo hi $FOO; pwd; exit 3", NULL };
+	char *const sleeper[] = { "sleep", "100", NULL };
+	char *const missing[] = { "/nope", NULL };
+	struct exec_result r;
+	cell_error err = { 0 };
+	double t0;
+
+	start_ct(name, root, NULL, NULL, NULL, NULL);
+	t0 = now_ms();
+	exec_once(name, hello, true, 0, &r);
+	printf("# timing exec of a shell through forkexec: %.1f ms\n", now_ms() - t0);
+	assert_string_equal(r.out, "hi bar\n/tmp\n");
+	assert_true(WIFEXITED(r.status));
+	assert_int_equal(WEXITSTATUS(r.status), 3);
+	exec_once(name, hello, false, 0, &r);   /* gate closed: never runs */
+	assert_string_equal(r.out, "");
+	assert_int_equal(WEXITSTATUS(r.status), 125);
+	exec_once(name, sleeper, true, SIGTERM, &r);
+	assert_true(WIFSIGNALED(r.status));
+	assert_int_equal(WTERMSIG(r.status), SIGTERM);
+	exec_once(name, missing, true, 0, &r);
+	assert_int_equal(WEXITSTATUS(r.status), 127);
+	/* a frozen container stops too (liblxc thaws it after the kill) */
+	assert_int_equal(inst_lxc_freeze(name, &err), 0);
+	t0 = now_ms();
+	assert_int_equal(inst_lxc_stop(name, &err), 0);
+	printf("# timing stop --force of a frozen container: %.1f ms\n", now_ms() - t0);
+	assert_int_equal(inst_lxc_status(name, NULL), INST_STOPPED);
+	{
+		struct inst_lxc_exec e = { .argv = hello, .stdio = { -1, -1, -1 }, .gate = -1, .reply = -1 };
+		pid_t h;
+		assert_true(inst_lxc_exec_spawn(name, &e, &h, &err) < 0);
+		assert_int_equal(err.status, 409);
+	}
 }
 
 static void test_start_failure(void **state)
@@ -770,6 +877,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_self_stop),
 		cmocka_unit_test(test_shutdown_reboot),
 		cmocka_unit_test(test_reattach),
+		cmocka_unit_test(test_exec),
 		cmocka_unit_test(test_start_failure),
 		cmocka_unit_test(test_bench),
 	};
