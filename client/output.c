@@ -344,7 +344,8 @@ int cli_print_yaml(FILE *f, json_t *v, unsigned flags, cell_error *err)
 
 	if (rc < 0)
 		return rc;
-	fwrite(sb.buf, 1, sb.len, f);
+	if (sb.len)
+		fwrite(sb.buf, 1, sb.len, f);
 	return 0;
 }
 
@@ -363,7 +364,8 @@ int cli_render(FILE *f, enum cli_format fmt, const struct cli_table *t, json_t *
 		return cli_print_yaml(f, raw, 0, err);
 	if (cli_table_render(t, fmt, &sb) < 0)
 		return cell_err(err, 500, ENOMEM, "out of memory");
-	fwrite(sb.buf, 1, sb.len, f);
+	if (sb.len)
+		fwrite(sb.buf, 1, sb.len, f);
 	return 0;
 }
 

@@ -627,13 +627,13 @@ static int post_begin(http_req *req, void **state, cell_error *err)
 	if (ct && !strncasecmp(ct, "application/json", 16))
 		st->mode = POST_JSON;
 	else if (ct && !strncasecmp(ct, "multipart/form-data", 19))
-		rc = mp_boundary(ct, st->boundary, err) < 0 ? -EINVAL : post_start_upload(st, err);
+		rc = mp_boundary(ct, st->boundary, &st->err) < 0 ? -EINVAL : post_start_upload(st, &st->err);
 	else if (ct && !strncasecmp(ct, "application/octet-stream", 24))
-		rc = post_start_upload(st, err);
-	if (rc < 0) {
-		post_free(st);
-		return rc;
-	}
+		rc = post_start_upload(st, &st->err);
+	/* Refused already, but the body is read (and dropped) before the
+	 * answer: a client still sending would otherwise see a reset. */
+	if (rc < 0)
+		st->failed = true;
 	*state = st;
 	return 0;
 }

@@ -164,6 +164,7 @@ int instances_snapshot_create(const char *name, const char *snap, const char *ex
 	instances_unlock(name);
 	if (rc < 0)
 		return cell_err_wrap(err, rc, "Create instance snapshot");
+	inst_snapshots_changed();
 	snap_event("instance-snapshot-created", name, snap, NULL);
 	return 0;
 }
@@ -395,8 +396,10 @@ static int snap_update(struct snap_op *s, cell_error *err)
 		rc = db_snap_update(snap.id, s->description ? s->description : snap.description,
 				    s->expires_at ? s->expires_at : snap.expires_at, err);
 	instances_unlock(s->name);
-	if (rc == 0)
+	if (rc == 0) {
+		inst_snapshots_changed();
 		snap_event("instance-snapshot-updated", s->name, s->snap, NULL);
+	}
 	return rc;
 }
 

@@ -1,4 +1,5 @@
 #include "daemon/config.h"
+#include "daemon/server.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -182,7 +183,8 @@ static bool check_listen_address(const char *v, char *why, size_t n)
 	int port;
 	cell_error e;
 
-	if (config_split_address(v, host, sizeof(host), &port, &e) == 0)
+	if (config_split_address(v, host, sizeof(host), &port, &e) == 0 &&
+	    server_https_probe(v, &e) == 0)
 		return true;
 	snprintf(why, n, "%s", e.msg);
 	return false;

@@ -218,6 +218,35 @@ int db_inst_get(const char *name, struct inst *out, cell_error *err)
 	return rc;
 }
 
+int db_inst_names(char ***out, cell_error *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	char **v = calloc(1, sizeof(*v));
+	size_t n = 0;
+	int rc;
+
+	*out = NULL;
+	if (!v)
+		return oom(err);
+	rc = db_stmt(&st, err, "SELECT name FROM instances ORDER BY name", NULL);
+	while (rc == 0 && (rc = db_step(st, err)) == 1) {
+		char **nv = realloc(v, (n + 2) * sizeof(*v));
+		if (!nv) {
+			rc = oom(err);
+			break;
+		}
+		v = nv;
+		v[n] = db_col_strdup(st, 0);
+		v[++n] = NULL;
+	}
+	if (rc < 0) {
+		cell_strvfreep(&v);
+		return rc;
+	}
+	*out = v;
+	return 0;
+}
+
 int db_inst_exists(const char *name, cell_error *err)
 {
 	int64_t v;

@@ -920,33 +920,47 @@ static int exec_add_secrets(struct exec_session *s)
 	return exec_start_connect_timer(s);
 }
 
+/* The pty is taken whatever happens; without websockets it is not used. */
+static void exec_drop_pty(const struct exec_opts *o)
+{
+	if (o->interactive && o->pty_master >= 0)
+		close(o->pty_master);
+	if (o->interactive && o->pty_slave >= 0)
+		close(o->pty_slave);
+}
+
+static struct exec_session *exec_create(const struct exec_opts *o, const char *description,
+					json_t *resources, json_t *metadata)
+{
+	struct exec_session *s = exec_alloc(o);
+
+	if (!s) {
+		json_decref(resources);
+		json_decref(metadata);
+		return NULL;
+	}
+	s->op = op_create(o->wait_for_ws ? OP_CLASS_WEBSOCKET : OP_CLASS_TASK, description,
+			  resources, metadata, o->wait_for_ws ? &exec_ws_ops : &exec_task_ops, s);
+	if (!s->op) {
+		s->refs = 1;
+		exec_unref(s);
+		return NULL;
+	}
+	op_ref(s->op);
+	return s;
+}
+
 int exec_session_new(const struct exec_opts *o, const char *description, json_t *resources,
 		     json_t *metadata, struct operation **op_out, struct exec_session **s_out,
 		     struct exec_child *child, cell_error *err)
 {
-	struct exec_session *s = exec_alloc(o);
+	struct exec_session *s = exec_create(o, description, resources, metadata);
 	int rc;
 
-	if (s)
-		s->op = op_create(o->wait_for_ws ? OP_CLASS_WEBSOCKET : OP_CLASS_TASK, description,
-				  resources, metadata, o->wait_for_ws ? &exec_ws_ops : &exec_task_ops,
-				  s);
-	else {
-		json_decref(resources);
-		json_decref(metadata);
-	}
-	if (!s || !s->op) {
-		if (o->interactive && o->wait_for_ws) {
-			close(o->pty_master);
-			close(o->pty_slave);
-		}
-		if (s) {
-			s->refs = 1;
-			exec_unref(s);
-		}
+	if (!s || !(o->interactive && o->wait_for_ws))
+		exec_drop_pty(o);
+	if (!s)
 		return cell_err(err, 500, ENOMEM, "exec: out of memory");
-	}
-	op_ref(s->op);
 	exec_track(s);
 	op_start(s->op);
 	rc = exec_plumb(s, o, err);

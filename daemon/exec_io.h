@@ -47,8 +47,9 @@ struct exec_opts {
 	bool wait_for_ws;      /* bridge to websockets; false: no websockets at all */
 	bool record_output;    /* !wait_for_ws: stdout/stderr into files (LXD record-output) */
 	unsigned width, height; /* interactive: initial window size, 0 leaves it */
-	/* interactive: the pty, both taken.  The caller makes it because a
-	 * container's pty belongs in the container's devpts, owned by its root. */
+	/* interactive: the pty, both taken (closed unused without websockets).
+	 * The caller makes it because a container's pty belongs in the
+	 * container's devpts, owned by its root. */
 	int pty_master, pty_slave;
 	/* record_output: directory for exec_<op id>.stdout/.stderr (the
 	 * instance's log dir), and its URL ("/1.0/instances/c1/logs") for

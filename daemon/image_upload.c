@@ -146,8 +146,12 @@ static int64_t tail_skip(void *data, int64_t n)
 	struct up_part *p = data;
 	struct img_upload *u = p->u;
 
+	/* Claim only bytes that exist: a skip past the end would hide a
+	 * truncated archive (libarchive takes EOF at a header as the end). */
 	pthread_mutex_lock(&u->lock);
-	if (p->done && p->off + (uint64_t)n > p->written)
+	while (p->written < p->off + (uint64_t)n && !p->done && !u->failed)
+		pthread_cond_wait(&u->cond_data, &u->lock);
+	if (p->off + (uint64_t)n > p->written)
 		n = p->written > p->off ? (int64_t)(p->written - p->off) : 0;
 	pthread_mutex_unlock(&u->lock);
 	p->off += (uint64_t)n;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -697,7 +698,9 @@ int img_publish_dir(const struct img_publish_args *a, struct img_record *out, ce
 	s.out_fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 	if (s.out_fd < 0)
 		return cell_err_sys(err, 500, errno, "create %s", path);
-	if (pipe2(p, O_CLOEXEC) < 0 || sha256_init(&s.sha) < 0) {
+	/* A socket, not a pipe: libarchive pads what it writes to a FIFO to
+	 * its 10 KiB block size, and zeros after a zstd stream are an error. */
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, p) < 0 || sha256_init(&s.sha) < 0) {
 		rc = cell_err_sys(err, 500, errno ? errno : ENOMEM, "publish");
 		goto fail;
 	}

@@ -258,7 +258,9 @@ static int if_reopen(int fd, int flags)
 static void if_get_file(int fd, const char *path, const struct stat *st,
 			const struct idmap *map, http_resp *resp)
 {
-	int rfd = if_reopen(fd, O_RDONLY);
+	/* O_NONBLOCK: a lease a process in the container holds must not stall
+	 * the loop (the open fails instead); reads of regular files ignore it. */
+	int rfd = if_reopen(fd, O_RDONLY | O_NONBLOCK);
 	_cleanup_free_ char *name = NULL, *parent = NULL;
 	cell_error err = { 0 };
 	char v[NAME_MAX + 32];
@@ -268,6 +270,10 @@ static void if_get_file(int fd, const char *path, const struct stat *st,
 		return resp_error(resp, if_status(errno), "open %s: %s", path, strerror(errno));
 	if_headers(resp, map, st, "file");
 	if (inst_files_split(path, &parent, &name, &err) == 0) {
+		/* File names may hold any byte but '/': none may break the header. */
+		for (char *c = name; *c; c++)
+			if ((unsigned char)*c < 0x20 || *c == 0x7f || *c == '"' || *c == ';')
+				*c = '_';
 		snprintf(v, sizeof(v), "inline;filename=%s", name);
 		http_resp_header(resp, "Content-Disposition", v);
 	}
@@ -283,7 +289,7 @@ static void if_get_file(int fd, const char *path, const struct stat *st,
 static void if_get_dir(int fd, const char *path, const struct stat *st,
 		       const struct idmap *map, http_resp *resp)
 {
-	int rfd = if_reopen(fd, O_RDONLY | O_DIRECTORY);
+	int rfd = if_reopen(fd, O_RDONLY | O_DIRECTORY | O_NONBLOCK);
 	_cleanup_closedir_ DIR *d = rfd >= 0 ? fdopendir(rfd) : NULL;
 	json_t *names = json_array();
 	struct dirent *de;

@@ -87,6 +87,8 @@ static inline void inst_snap_clearp(struct inst_snap *s) { inst_snap_clear(s); }
 int db_inst_list(struct inst **out, size_t *n, cell_error *err);
 /* 404 "Instance not found" when absent. */
 int db_inst_get(const char *name, struct inst *out, cell_error *err);
+/* Every name, sorted (NULL-terminated, _cleanup_strv_). */
+int db_inst_names(char ***out, cell_error *err);
 /* 1 present, 0 absent. */
 int db_inst_exists(const char *name, cell_error *err);
 /* Row + profile links in one transaction; sets in->id.  409 when the name
@@ -292,6 +294,8 @@ int inst_api_defer(struct http_req *req, struct http_resp *resp,
 		   void (*fn)(void *arg, struct http_resp *out), void *arg, void (*free_arg)(void *));
 /* instances_boot.c: reconcile DB, volumes and lxcpath; reattach. [loop, start-up] */
 int inst_boot_reconcile(cell_error *err);
+/* A snapshot's expires_at may have changed: re-arm the expiry timer. [any] */
+void inst_snapshots_changed(void);
 /* Start-up replay of the journal. */
 void inst_journal_replay(void);
 

@@ -478,22 +478,40 @@ void instances_boot_autostart(void)
 
 /* ---- snapshot expiry -------------------------------------------------------------------------- */
 
+/* One timer set for the next expires_at (at most EXPIRY_CHECK_MS away), so
+ * an expiry lands on time without polling; snapshot changes re-arm it. */
+static uv_async_t expiry_kick;
+static bool expiry_running, expiry_again;
+
+struct expiry_work {
+	uv_work_t work;
+	int64_t next_ms;   /* until the next expiry, or -1 for none */
+};
+
 static void expiry_run(uv_work_t *w)
 {
+	struct expiry_work *e = w->data;
 	struct inst_snap *s = NULL;
 	struct inst *v = NULL;
 	size_t ns = 0, n = 0;
 	struct timespec now;
 	cell_error err;
 
+	e->next_ms = -1;
 	clock_gettime(CLOCK_REALTIME, &now);
 	if (db_snap_list(-1, &s, &ns, &err) < 0 || db_inst_list(&v, &n, &err) < 0)
 		goto out;
 	for (size_t i = 0; i < ns; i++) {
 		struct timespec ts;
-		if (api_image_time_parse(s[i].expires_at, &ts) < 0 || ts.tv_sec <= 0 ||
-		    ts.tv_sec > now.tv_sec)
+		int64_t left;
+		if (api_image_time_parse(s[i].expires_at, &ts) < 0 || ts.tv_sec <= 0)
 			continue;
+		left = (ts.tv_sec - now.tv_sec) * 1000 + (ts.tv_nsec - now.tv_nsec) / 1000000;
+		if (left > 0) {
+			if (e->next_ms < 0 || left < e->next_ms)
+				e->next_ms = left;
+			continue;
+		}
 		for (size_t k = 0; k < n; k++)
 			if (v[k].id == s[i].instance_id &&
 			    instances_snapshot_delete(v[k].name, s[i].name, &err) < 0)
@@ -504,24 +522,55 @@ out:
 	inst_list_free(v, n);
 }
 
-static void expiry_done(uv_work_t *w, int status) { free(w); }
+static void expiry_schedule(void);
+static void on_expiry_timer(uv_timer_t *t) { expiry_schedule(); }
 
-/* The test suite shortens the check (CELL_TEST_HOOKS=1 only). */
-static uint64_t expiry_interval_ms(void)
+static void expiry_done(uv_work_t *w, int status)
 {
-	const char *hooks = getenv("CELL_TEST_HOOKS"), *ms = getenv("CELL_TEST_EXPIRY_CHECK_MS");
+	struct expiry_work *e = w->data;
+	uint64_t ms = EXPIRY_CHECK_MS;
 
-	if (hooks && !strcmp(hooks, "1") && ms && strtoull(ms, NULL, 10) > 0)
-		return strtoull(ms, NULL, 10);
-	return EXPIRY_CHECK_MS;
+	expiry_running = false;
+	if (e->next_ms >= 0 && (uint64_t)e->next_ms < ms)
+		ms = (uint64_t)e->next_ms + 10;
+	free(e);
+	if (!boot_up)
+		return;
+	if (expiry_again) {
+		expiry_again = false;
+		expiry_schedule();
+		return;
+	}
+	uv_timer_start(&expiry_timer, on_expiry_timer, ms, 0);
 }
 
-static void on_expiry_timer(uv_timer_t *t)
+static void expiry_schedule(void)
 {
-	uv_work_t *w = calloc(1, sizeof(*w));
+	struct expiry_work *e;
 
-	if (w && uv_queue_work(celld->loop, w, expiry_run, expiry_done) < 0)
-		free(w);
+	if (!boot_up)
+		return;
+	if (expiry_running) {
+		expiry_again = true;
+		return;
+	}
+	if (!(e = calloc(1, sizeof(*e))))
+		return;
+	e->work.data = e;
+	uv_timer_stop(&expiry_timer);
+	if (uv_queue_work(celld->loop, &e->work, expiry_run, expiry_done) < 0) {
+		free(e);
+		return;
+	}
+	expiry_running = true;
+}
+
+static void on_expiry_kick(uv_async_t *a) { expiry_schedule(); }
+
+void inst_snapshots_changed(void)
+{
+	if (boot_up)
+		uv_async_send(&expiry_kick);
 }
 
 /* ---- profile hooks ------------------------------------------------------------------------------ */
@@ -784,8 +833,9 @@ int instances_init(cell_error *err)
 	uv_signal_start(&sig_pwr, on_sigpwr, SIGPWR);
 	uv_async_init(celld->loop, &down_async, down_finished);
 	uv_timer_init(celld->loop, &expiry_timer);
-	uv_timer_start(&expiry_timer, on_expiry_timer, expiry_interval_ms(), expiry_interval_ms());
+	uv_async_init(celld->loop, &expiry_kick, on_expiry_kick);
 	boot_up = true;
+	expiry_schedule();
 	return 0;
 }
 
@@ -800,6 +850,7 @@ void instances_shutdown(void)
 	uv_close((uv_handle_t *)&down_async, NULL);
 	uv_timer_stop(&expiry_timer);
 	uv_close((uv_handle_t *)&expiry_timer, NULL);
+	uv_close((uv_handle_t *)&expiry_kick, NULL);
 	json_decref(pending_before);
 	pending_before = NULL;
 }

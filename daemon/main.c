@@ -119,10 +119,10 @@ static void on_signal(uv_signal_t *s, int signum)
 		return;
 	log_info("received signal %d, shutting down", signum);
 	celld->shutting_down = true;
-	instances_shutdown();   /* containers keep running */
 	server_shutdown();
 	ops_shutdown();
 	events_shutdown();
+	instances_shutdown();   /* containers keep running */
 	uv_close((uv_handle_t *)&sig_term, NULL);
 	uv_close((uv_handle_t *)&sig_int, NULL);
 }

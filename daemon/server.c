@@ -171,9 +171,15 @@ static int srv_build_req(struct lws *wsi, struct srv_conn *c, const char *uri)
 	return 0;
 }
 
+static const char *const srv_method_names[] = { "GET", "HEAD", "PUT", "POST", "PATCH",
+						 "DELETE", "OPTIONS" };
+
 static void srv_dispatch(struct srv_conn *c)
 {
 	c->rm->fn(&c->req, &c->resp);
+	if (log_get_level() == LOG_LVL_DEBUG)
+		log_debug("%s %s%s: %d", srv_method_names[c->req.method], c->req.path,
+			  c->req.via_unix ? "" : " (https)", c->resp.deferred ? 0 : c->resp.status);
 	if (!c->resp.deferred)
 		srv_conn_respond(c);
 }
@@ -203,6 +209,10 @@ static int srv_on_http(struct lws *wsi, struct srv_conn *c, const char *uri)
 		return srv_conn_reject(c);
 	}
 	cl = http_req_header(&c->req, "content-length");
+	if (cl && (!*cl || strspn(cl, "0123456789") != strlen(cl))) {
+		resp_error(&c->resp, 400, "Invalid Content-Length \"%s\"", cl);
+		return srv_conn_reject(c);
+	}
 	if (cl)
 		len = strtoull(cl, NULL, 10);
 	if (!len && !http_req_header(&c->req, "transfer-encoding")) {
@@ -322,6 +332,8 @@ static int srv_callback(struct lws *wsi, enum lws_callback_reasons reason, void 
 		return c->ws ? ws_conn_receive(c->ws, in, len) : -1;
 	case LWS_CALLBACK_SERVER_WRITEABLE:
 		return c->ws ? ws_conn_writeable(c->ws) : -1;
+	case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+		/* lws frees our per-connection data between keep-alive requests. */
 	case LWS_CALLBACK_CLOSED_HTTP:
 	case LWS_CALLBACK_CLOSED:
 		/* Both ends: a refused or failed upgrade may close as HTTP. */
@@ -546,6 +558,30 @@ int server_https_set(const char *addr, const char *cert, const char *key, cell_e
 }
 
 const char *server_https_address(void) { return srv_https_addr; }
+
+int server_https_probe(const char *addr, cell_error *err)
+{
+	char host[128];
+	int port, fd, cur = -1;
+
+	if (!addr || !*addr || !strcmp(addr, srv_https_addr))
+		return 0;
+	if (config_split_address(addr, host, sizeof(host), &port, err) < 0)
+		return -EINVAL;
+	fd = srv_listen_tcp(host, port, err);
+	if (fd >= 0) {
+		close(fd);
+		return 0;
+	}
+	/* Our own listener may hold the port: it is closed before rebinding. */
+	if (srv_https_addr[0]) {
+		char h[128];
+		cell_error e;
+		if (config_split_address(srv_https_addr, h, sizeof(h), &cur, &e) == 0 && cur == port)
+			return 0;
+	}
+	return fd;
+}
 
 void server_shutdown(void)
 {

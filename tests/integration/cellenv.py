@@ -339,34 +339,11 @@ def stop_checked(d, sig=signal.SIGTERM):
     assert rc == 0, "celld exited %s:\n%s" % (rc, d.stderr()[-4000:])
 
 
-# Known celld leak (see test_https_trust.py::test_no_leak_per_https_request, a
-# strict xfail): every HTTPS request with a client certificate leaks the
-# peer's PEM copied in srv_identify(), because lws frees and reallocates the
-# per-connection user data on each request (LWS_CALLBACK_HTTP_DROP_PROTOCOL).  Daemons of tests that are about
-# something else get this LSan suppression so that one bug does not turn
-# every HTTPS test red; the dedicated test runs without it.  Remove both
-# when the leak is fixed (that test then XPASSes and fails, as a reminder).
-KNOWN_LEAKS = ["srv_identify"]
-
-
-def lsan_env(directory):
-    """Environment that suppresses KNOWN_LEAKS for a celld started with it."""
-    if not KNOWN_LEAKS:
-        return {}
-    path = os.path.join(directory, "lsan.supp")
-    with open(path, "w") as f:
-        f.write("".join("leak:%s\n" % fn for fn in KNOWN_LEAKS))
-    opts = os.environ.get("LSAN_OPTIONS", "")
-    return {"LSAN_OPTIONS": (opts + ":" if opts else "") +
-            "suppressions=%s:print_suppressions=0" % path}
-
-
 def enable_https_tls(celld, port=None, timeout=10):
     """Like Celld.enable_https, but waits with real TLS requests instead of a bare
-    connect-and-close probe: such a probe followed at once by a connection that
-    stays idle makes celld abort (a double close in srv_listener_accept, see
-    test_bad_input.py::test_https_port_survives_dropped_and_non_tls_connections),
-    which would crash tests that are about something else."""
+    connect-and-close probe, so a test about something else never depends on how
+    celld copes with connections dropped before the handshake (that has its own
+    test: test_bad_input.py::test_https_port_survives_dropped_and_non_tls_connections)."""
     port = port or free_port()
     r = celld.request("PATCH", "/1.0", {"config": {"core.https_address": "127.0.0.1:%d" % port}})
     assert r.status == 200, r
@@ -388,8 +365,7 @@ def enable_https_tls(celld, port=None, timeout=10):
 def wait_https(port, host="127.0.0.1", timeout=10):
     """Wait until celld answers GET / over HTTPS on port; returns success.
 
-    Prefer this to wait_port(port) for an HTTPS port: bare connect-and-close
-    probes can crash celld (see enable_https_tls)."""
+    Prefer this to wait_port(port) for an HTTPS port (see enable_https_tls)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.verify_mode = ssl.CERT_NONE

@@ -33,6 +33,32 @@ class RawResult:
         return "<Raw %r closed=%s %r>" % (self.status, self.closed, self.body[:200])
 
 
+def read_responses(s, count, timeout=10):
+    """count pipelined responses from s (they may share one recv)."""
+    s.settimeout(timeout)
+    buf, out, closed = b"", [], False
+    while len(out) < count and not closed:
+        while b"\r\n\r\n" in buf:
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            lines = head.decode(errors="replace").split("\r\n")
+            hdrs = {k.strip().lower(): v.strip() for k, v in
+                    (line.split(":", 1) for line in lines[1:] if ":" in line)}
+            want = int(hdrs.get("content-length", "0"))
+            if len(rest) < want:
+                break
+            out.append(RawResult(int(lines[0].split()[1]), hdrs, rest[:want], False))
+            buf = rest[want:]
+            if len(out) == count:
+                return out
+        try:
+            chunk = s.recv(65536)
+        except (socket.timeout, ConnectionResetError):
+            chunk = b""
+        closed = not chunk
+        buf += chunk
+    return out + [RawResult(None, {}, buf, True)] * (count - len(out))
+
+
 def connect_unix(celld, timeout=10):
     s = socket.socket(socket.AF_UNIX)
     s.settimeout(timeout)
@@ -266,10 +292,9 @@ def test_oversized_request_heads(celld, name):
     assert_healthy(celld, {"user.keep": "1"})
 
 
-@pytest.mark.xfail(strict=True, reason="server.c srv_collect_headers copies headers into a 4 KiB "
-                   "buffer and silently drops longer ones: a long If-Match is ignored and the "
-                   "conditional PUT/PATCH is applied unconditionally")
 def test_long_if_match_is_not_ignored(celld):
+    """An If-Match longer than a copy buffer must not be dropped (and the
+    conditional request applied unconditionally)."""
     for method in ("PATCH", "PUT"):
         r = raw(celld, request_bytes(method, "/1.0", b'{"config": {"user.sneaky": "1"}}',
                                      headers=[("If-Match", "f" * 5000)]))
@@ -341,10 +366,10 @@ def test_garbage_and_invalid_http(celld):
         assert_healthy(celld, {})
 
 
-@pytest.mark.xfail(strict=True, reason="pipelined requests (several in one write) are not all "
-                   "answered: after PATCH+GET+GET some are dropped or skipped (1 round in 4), and "
-                   "GET / followed by PATCH /1.0 with a body is never answered while celld spins "
-                   "at 100% CPU in lws_service_do_ripe_rxflow, blocking every client and SIGTERM")
+@pytest.mark.xfail(strict=True, reason="libwebsockets 4.1 bug: when GET and then a request "
+                   "with a body arrive in one write, lws hands the second request's own request "
+                   "line to celld as its body (answered 400 'Invalid JSON ... near PATCH'); "
+                   "pipelined requests without bodies are answered correctly")
 def test_pipelined_requests_all_answered():
     d = Celld().start()        # its own daemon: it may hang, so kill -9 it afterwards
     try:
@@ -352,7 +377,7 @@ def test_pipelined_requests_all_answered():
             s = connect_unix(d, 3)
             s.sendall(request_bytes("PATCH", "/1.0", b'{"config": {"user.p": "%d"}}' % i) +
                       request_bytes("GET", "/") + request_bytes("GET", "/1.0/nope"))
-            a, b, c = read_response(s, 3), read_response(s, 3), read_response(s, 3)
+            a, b, c = read_responses(s, 3, 3)
             s.close()
             assert a.status == 200, (i, a)
             assert b.status == 200 and b.json["metadata"] == ["/1.0"], (i, b)
@@ -360,7 +385,7 @@ def test_pipelined_requests_all_answered():
         s = connect_unix(d, 3)
         s.sendall(request_bytes("GET", "/") +
                   request_bytes("PATCH", "/1.0", b'{"config": {"user.p": "last"}}'))
-        a, b = read_response(s, 3), read_response(s, 3)
+        a, b = read_responses(s, 2, 3)
         s.close()
         assert a.status == 200, a
         assert b.status == 200, b
@@ -375,17 +400,20 @@ def test_pipelined_requests_all_answered():
         d.cleanup()
 
 
-@pytest.mark.xfail(strict=True, reason="a request body with Transfer-Encoding: chunked is never "
-                   "answered (no response, connection dropped by the 10 s timeout)")
 def test_chunked_request_body_is_answered(celld):
+    """lws 4.1 does not decode chunked request bodies: celld must still answer."""
     body = b'{"config": {"user.chunked": "1"}}'
     data = (b"PATCH /1.0 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Transfer-Encoding: chunked\r\n\r\n" + b"%x\r\n" % len(body) + body + b"\r\n0\r\n\r\n")
     t0 = time.time()
     r = raw(celld, data, timeout=3)
     assert r.status is not None, "no answer after %.1fs: %r" % (time.time() - t0, r)
-    # Applied, or refused with a clear error (411 Length Required would do).
-    assert r.status == 200 or (r.json and r.json["type"] == "error"), r
+    # Applied, or refused with a clear error (411 Length Required) and nothing changed.
+    if r.status == 200:
+        assert_healthy(celld, {"user.chunked": "1"})
+    else:
+        assert r.json and r.json["type"] == "error" and 400 <= r.status < 500, r
+        assert_healthy(celld, {})
 
 
 # ---- slowloris --------------------------------------------------------------------------
@@ -449,12 +477,10 @@ def test_slowloris_disconnected_others_served(celld):
         assert results[name] < 20, (name, results[name])
 
 
-@pytest.mark.xfail(strict=True, reason="server.c srv_listener_accept close()s the fd again when "
-                   "lws_adopt_socket_vhost fails (lws has already closed it, deferred): with fd "
-                   "reuse this closes the next accepted HTTPS socket and libuv abort()s on "
-                   "epoll_ctl EBADF; a connection closed before its TLS handshake triggers it")
 def test_https_port_survives_dropped_and_non_tls_connections():
-    d = Celld().start()        # its own daemon: it may die
+    """Connections closed before (or instead of) a TLS handshake: a double close
+    in srv_listener_accept once made celld abort on these (libuv, EBADF)."""
+    d = Celld().start()        # its own daemon: a crash must not hide behind the fixture
     try:
         port = free_port()
         r = d.request("PATCH", "/1.0", {"config": {"core.https_address": "127.0.0.1:%d" % port}})
@@ -535,8 +561,8 @@ def _concurrently(fn, n):
 
 def hammer_connections(celld, port=None, n=200):
     """n concurrent requests that all complete, then n connections opened and
-    dropped half-way through a request; over HTTPS too when port is given
-    (TLS connections only: bare TCP drops crash celld, see the xfail above)."""
+    dropped half-way through a request; over HTTPS too when port is given (bare
+    TCP drops there: test_https_port_survives_dropped_and_non_tls_connections)."""
     def unix_get():
         s = connect_unix(celld, 20)
         s.sendall(request_bytes("GET", "/1.0"))

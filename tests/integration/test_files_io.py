@@ -92,6 +92,20 @@ def test_file_round_trip_and_headers(celld, tree):
     assert pull(celld, root, "hello.txt").body == b"hi there\n"
 
 
+def test_hostile_file_name_cannot_inject_headers(celld, tree):
+    root, _ = tree
+    crlf = "a\r\nX-Evil: 1"
+    (root / crlf).write_bytes(b"x")
+    r = pull(celld, root, "/" + crlf)
+    assert "x-evil" not in r.headers          # (the server does not even decode it)
+    assert crlf in pull(celld, root, "/").metadata
+    odd = 'we"ird;name\x01'
+    (root / odd).write_bytes(b"y")
+    r = pull(celld, root, "/" + odd)
+    assert r.status == 200 and r.body == b"y"
+    assert r.headers["content-disposition"] == "inline;filename=we_ird_name_"
+
+
 def test_head(celld, tree):
     root, _ = tree
     (root / "f").write_bytes(b"x" * 1234)

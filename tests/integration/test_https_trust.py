@@ -12,7 +12,7 @@ import pytest
 import websocket
 
 from cellenv import (Celld, cert_b64_der, cert_fingerprint, curl, curl_https, do_request,
-                     enable_https_tls, free_port, lsan_env, make_client_cert, port_open,
+                     enable_https_tls, free_port, make_client_cert, port_open,
                      stop_checked, wait_https, wait_port)
 from wsutil import ws_https
 
@@ -21,7 +21,7 @@ PASSWORD = "trust-me-%s" % time.time()
 
 @pytest.fixture
 def celld(tmp_path_factory):
-    d = Celld(extra_env=lsan_env(str(tmp_path_factory.mktemp("lsan")))).start()
+    d = Celld().start()
     try:
         yield d
         stop_checked(d)
@@ -388,8 +388,6 @@ def test_https_address_ipv6_loopback(celld):
     assert r.status == 200 and r.metadata["auth"] == "untrusted", r
 
 
-@pytest.mark.xfail(strict=True, reason="core.https_address on a port already in use answers 200, "
-                   "stores the value and advertises it while nothing listens (error only logged)")
 def test_https_address_busy_port_is_an_error(celld):
     port = enable_https_tls(celld)
     busy = socket.socket()
@@ -408,10 +406,8 @@ def test_https_address_busy_port_is_an_error(celld):
         busy.close()
 
 
-@pytest.mark.xfail(strict=True, reason="server.c srv_identify: the peer certificate PEM strdup'ed "
-                   "for each HTTPS request with a client certificate is never freed")
 def test_no_leak_per_https_request(tmp_path):
-    d = Celld().start()     # no suppression here
+    d = Celld().start()
     try:
         enable_https_tls(d)
         crt, key = make_client_cert(str(tmp_path), "leak")
