@@ -20,12 +20,16 @@ extern const struct cli_command cli_cmd_config, cli_cmd_copy, cli_cmd_delete, cl
 	cli_cmd_instance_info, cli_cmd_launch, cli_cmd_list, cli_cmd_monitor, cli_cmd_move, cli_cmd_operation,
 	cli_cmd_pause, cli_cmd_profile, cli_cmd_query, cli_cmd_remote, cli_cmd_rename, cli_cmd_restart,
 	cli_cmd_restore, cli_cmd_snapshot, cli_cmd_start, cli_cmd_stop, cli_cmd_storage, cli_cmd_version,
-	cli_cmd_image, cli_cmd_publish;   /* client/image.c */
+	cli_cmd_image, cli_cmd_publish,   /* client/image.c */
+	cli_cmd_exec, cli_cmd_console, cli_cmd_file;   /* client/exec.c, console.c, file.c */
 
 static const struct cli_command *const cli_commands[] = {
 	&cli_cmd_config,
+	&cli_cmd_console,
 	&cli_cmd_copy,
 	&cli_cmd_delete,
+	&cli_cmd_exec,
+	&cli_cmd_file,
 	&cli_cmd_help,
 	&cli_cmd_image,
 	&cli_cmd_instance_info,   /* `info`: instances here, the server in info.c */

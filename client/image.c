@@ -406,7 +406,7 @@ static int run_import(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 		return rc;
 	if (!r.operation)
 		return cell_err(err, 500, EPROTO, "The server did not answer with an operation");
-	if ((rc = cli_wait_progress(c, r.operation, "Transferring image: %s", &op, err)) < 0)
+	if ((rc = cli_wait_progress(c, r.operation, "%s", &op, err)) < 0)
 		return rc;
 	fp = str(json_object_get(op, "metadata"), "fingerprint");
 	if (!ctx->quiet)

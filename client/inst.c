@@ -471,3 +471,28 @@ int cli_wait_progress(struct cli_client *c, const char *operation, const char *f
 	/* The final state (and its error text) comes from one last plain wait. */
 	return rc < 0 ? rc : cli_wait(c, operation, false, op_out, err);
 }
+
+int cli_put_config_keys(struct cli_client *c, const char *path, const char *const *put_keys,
+			json_t *keys, cell_error *err)
+{
+	_cleanup_free_ char *etag = NULL;
+	_cleanup_json_ json_t *obj = NULL;
+	_cleanup_json_ json_t *w = NULL;
+	json_t *cfg, *v;
+	const char *k;
+	int rc = cli_get(c, path, &obj, &etag, err);
+
+	if (rc < 0)
+		return rc;
+	if (!(w = cli_json_pick(obj, put_keys)))
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	if (!json_is_object(cfg = json_object_get(w, "config")))
+		json_object_set_new(w, "config", cfg = json_object());
+	json_object_foreach(keys, k, v) {
+		if (*json_string_value(v))
+			json_object_set(cfg, k, v);
+		else
+			json_object_del(cfg, k);
+	}
+	return cli_query_wait(c, "PUT", path, w, etag, NULL, err);
+}

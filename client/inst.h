@@ -59,6 +59,11 @@ json_t *cli_json_sorted(json_t *v);
 /* Go struct order: a new object with keys in order (absent ones skipped), maps sorted. */
 json_t *cli_json_pick(json_t *v, const char *const *keys);
 
+/* GET path, keep put_keys, merge keys into its config (a value "" drops the
+ * key) and PUT it back with the ETag: `profile set`, `storage set`, ... */
+int cli_put_config_keys(struct cli_client *c, const char *path, const char *const *put_keys,
+			json_t *keys, cell_error *err);
+
 /* Go's units.GetByteSizeStringIEC / GetByteSizeString with precision 2. */
 void cli_size_iec(int64_t bytes, char out[32]);
 void cli_size_si(int64_t bytes, char out[32]);

@@ -164,31 +164,13 @@ static int run_get(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 	return 0;
 }
 
-/* GET, merge keys into config (a value "" drops the key), PUT with the ETag. */
 static int set_keys(struct cli_ctx *ctx, const char *raw, json_t *keys, cell_error *err)
 {
 	_cleanup_obj_ struct cli_obj o = {0};
 	_cleanup_free_ char *path = NULL;
-	_cleanup_free_ char *etag = NULL;
-	_cleanup_json_ json_t *prof = NULL;
-	_cleanup_json_ json_t *w = NULL;
-	json_t *cfg, *v;
-	const char *k;
 	int rc = open_profile(ctx, raw, &o, &path, err);
 
-	if (rc < 0 || (rc = cli_get(o.c, path, &prof, &etag, err)) < 0)
-		return rc;
-	if (!(w = cli_json_pick(prof, profile_put_keys)))
-		return cell_err(err, 500, ENOMEM, "out of memory");
-	if (!json_is_object(cfg = json_object_get(w, "config")))
-		json_object_set_new(w, "config", cfg = json_object());
-	json_object_foreach(keys, k, v) {
-		if (*json_string_value(v))
-			json_object_set(cfg, k, v);
-		else
-			json_object_del(cfg, k);
-	}
-	return cli_query_wait(o.c, "PUT", path, w, etag, NULL, err);
+	return rc < 0 ? rc : cli_put_config_keys(o.c, path, profile_put_keys, keys, err);
 }
 
 static int run_set(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)

@@ -10,6 +10,7 @@
 #include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
 
 #include "common/cleanup.h"
 #include "common/util.h"
@@ -22,6 +23,15 @@
 #define WSIO_CHUNK_TLS (16u << 10)
 
 /* ------------------------------------------------------- websockets */
+
+/* The websocket handshake's SHA-1 is OpenSSL's first use on a unix socket:
+ * without this it would read and parse openssl.cnf for nothing (TLS
+ * remotes have initialised it, config included, long before). */
+static void crypto_init_lean(struct cli_client *c)
+{
+	if (c->unix_path)
+		OPENSSL_init_crypto(OPENSSL_INIT_NO_LOAD_CONFIG, NULL);
+}
 
 int cli_op_websocket(struct cli_client *c, const char *operation, json_t *op_md, const char *name,
 		     wsc **out, cell_error *err)
@@ -40,6 +50,7 @@ int cli_op_websocket(struct cli_client *c, const char *operation, json_t *op_md,
 		return cell_err(err, 500, ENOMEM, "out of memory");
 	if (c->debug)
 		fprintf(stderr, "DEBUG: websocket %s\n", full);
+	crypto_init_lean(c);
 	return wsc_upgrade(c->http, full, NULL, out, err);
 }
 
@@ -91,15 +102,14 @@ static int write_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* Nobody reads our output any more (a closed pipe): stop taking it, so the
- * server sees the stream go and the command gets EPIPE, as locally. */
+/* Nobody reads our output any more (a closed pipe): say so with a close,
+ * so the command gets EPIPE as it would locally.  What is already on its
+ * way is still read (and dropped) until the server's close: a server
+ * blocked writing to us might never read ours. */
 static void stream_output_gone(struct cli_ws_stream *s)
 {
 	s->out_fd = -1;
-	if (s->essential) {
-		s->ended = true;
-		wsc_send_close(s->ws, WSC_CLOSE_NORMAL, NULL, NULL);
-	}
+	wsc_send_close(s->ws, WSC_CLOSE_NORMAL, NULL, NULL);
 }
 
 static void stream_received(struct cli_ws_stream *s, struct wsc_msg *m)
@@ -145,7 +155,7 @@ static void stream_input_done(struct cli_ws_stream *s)
 {
 	s->in_done = true;
 	s->pending = 0;
-	s->eof_pending = !s->ended;
+	s->eof_pending = !s->ended && s->eof != CLI_WS_EOF_NONE;
 }
 
 static int stream_read_input(struct cli_ws_loop *l, struct cli_ws_stream *s, cell_error *err)
@@ -443,8 +453,8 @@ static int env_set(json_t *env, const char *item, size_t n, cell_error *err)
 		return cell_err(err, 400, EINVAL, "Bad environment variable: %s", s);
 	if (eq)
 		*eq = '\0';
-	v = eq ? eq + 1 : getenv(s);
-	json_object_set_new(env, s, json_string(v ? v : ""));
+	v = eq ? eq + 1 : "";   /* lxc: a bare NAME is set empty */
+	json_object_set_new(env, s, json_string(v));
 	return 0;
 }
 

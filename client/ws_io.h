@@ -39,6 +39,7 @@ int cli_ws_send_signal(wsc *control, int signo, cell_error *err);
 enum cli_ws_eof {
 	CLI_WS_EOF_CLOSE,   /* a close frame (LXD's client, non-interactive stdin) */
 	CLI_WS_EOF_EMPTY,   /* an empty binary message: a pty has no half-close */
+	CLI_WS_EOF_NONE,    /* nothing: the stream outlives its input (console) */
 };
 
 #define CLI_WS_MAX 4
@@ -115,7 +116,7 @@ size_t cli_escape_filter(struct cli_escape *e, const char *in, size_t len, char 
 
 /* --env values as the option parser joins them ("A=1,B=x,y" keeps "x,y"
  * as B's value: a piece only starts a new variable when it looks like
- * NAME=).  A bare NAME takes its value from our environment, as lxc. */
+ * NAME=).  A bare NAME (first only, then) is set empty, as lxc does. */
 int cli_exec_parse_env(const char *joined, json_t *env, cell_error *err);
 
 enum cli_exec_mode_flag { CLI_EXEC_AUTO, CLI_EXEC_INTERACTIVE, CLI_EXEC_NONINTERACTIVE };

@@ -43,64 +43,121 @@ static void image_url(const char *fp, char out[96]) { snprintf(out, 96, "/1.0/im
 
 /* ---- GET /1.0/images ------------------------------------------------------------ */
 
-/* The trusted recursion=1 answer, rebuilt only when the tables changed:
- * clients (lxc image list, every launch by alias) ask for it often. */
+/*
+ * Every listing is served from one snapshot of the store, rebuilt only when
+ * the image tables changed (db_images_generation): each image's object, for
+ * filters, and its compact JSON text, so an answer is a concatenation.
+ * Clients ask often (lxc image list, every launch by alias).
+ */
+struct list_entry {
+	bool public;
+	char fp[65];
+	json_t *obj;
+	char *text;
+	size_t len;
+};
+
 static struct {
 	uint64_t gen;
-	strbuf body;
-} images_cache;
+	struct list_entry *v;
+	size_t n;
+} images_snap;
+
+static void snap_clear(void)
+{
+	for (size_t i = 0; i < images_snap.n; i++) {
+		json_decref(images_snap.v[i].obj);
+		free(images_snap.v[i].text);
+	}
+	free(images_snap.v);
+	memset(&images_snap, 0, sizeof(images_snap));
+}
+
+static int snap_refresh(cell_error *err)
+{
+	uint64_t gen = db_images_generation();
+	struct img_record *v = NULL;
+	struct list_entry *e;
+	size_t n = 0;
+
+	if (images_snap.gen == gen && gen)
+		return 0;
+	if (db_image_list(&v, &n, false, err) < 0)
+		return -EIO;
+	e = calloc(n ? n : 1, sizeof(*e));
+	if (!e) {
+		img_record_list_free(v, n);
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	}
+	for (size_t i = 0, j = 0; i < n; i++) {
+		struct list_entry *old = NULL;
+		e[i].public = v[i].api.public;
+		snprintf(e[i].fp, sizeof(e[i].fp), "%s", v[i].api.fingerprint);
+		e[i].obj = api_image_to_json(&v[i].api);
+		/* Both lists are sorted by fingerprint: an unchanged image keeps
+		 * its text (serialising is the dearest part of a rebuild). */
+		while (j < images_snap.n && strcmp(images_snap.v[j].fp, e[i].fp) < 0)
+			j++;
+		if (j < images_snap.n && !strcmp(images_snap.v[j].fp, e[i].fp))
+			old = &images_snap.v[j];
+		if (old && old->text && e[i].obj && json_equal(old->obj, e[i].obj)) {
+			e[i].text = steal_ptr(old->text);
+			e[i].len = old->len;
+		} else {
+			e[i].text = e[i].obj ? json_dumps(e[i].obj, JSON_COMPACT) : NULL;
+			e[i].len = e[i].text ? strlen(e[i].text) : 0;
+		}
+	}
+	img_record_list_free(v, n);
+	snap_clear();
+	images_snap.v = e;
+	images_snap.n = n;
+	/* A write that raced the read above shows up at the next request. */
+	images_snap.gen = gen;
+	return 0;
+}
+
+/* resp_sync's envelope, written around the pieces. */
+#define SYNC_HEAD "{\"type\":\"sync\",\"status\":\"Success\",\"status_code\":200,\"operation\":\"\"," \
+		  "\"error_code\":0,\"error\":\"\",\"metadata\":["
 
 static void images_get(http_req *req, http_resp *resp)
 {
-	struct img_record *v = NULL;
-	struct api_filter *f = NULL;
 	bool objects = http_req_recursion(req) > 0;
 	const char *filter = http_req_query(req, "filter");
-	bool cacheable = objects && req->trusted && (!filter || !*filter);
-	uint64_t gen = db_images_generation();
-	json_t *out;
+	struct api_filter *f = NULL;
+	strbuf *b = &resp->body;
 	cell_error err;
-	size_t n = 0;
+	bool first = true;
 
-	if (cacheable && images_cache.gen == gen && images_cache.body.len) {
-		resp_raw(resp, 200, "application/json", images_cache.body.buf, images_cache.body.len);
-		return;
-	}
 	if (filter && *filter && api_filter_parse(filter, &f, &err) < 0) {
 		resp_from_err(resp, &err);
 		return;
 	}
-	if (db_image_list(&v, &n, !req->trusted, &err) < 0) {
+	if (snap_refresh(&err) < 0) {
 		api_filter_free(f);
 		resp_from_err(resp, &err);
 		return;
 	}
-	out = json_array();
-	for (size_t i = 0; out && i < n; i++) {
-		json_t *obj = api_image_to_json(&v[i].api);
-		char url[96];
-		if (!obj)
+	resp->status = 200;
+	snprintf(resp->content_type, sizeof(resp->content_type), "application/json");
+	sb_reset(b);
+	sb_puts(b, SYNC_HEAD);
+	for (size_t i = 0; i < images_snap.n; i++) {
+		const struct list_entry *e = &images_snap.v[i];
+		if ((!req->trusted && !e->public) || !e->text || (f && !api_filter_match(f, e->obj)))
 			continue;
-		if (f && !api_filter_match(f, obj)) {
-			json_decref(obj);
-			continue;
-		}
-		if (objects) {
-			json_array_append_new(out, obj);
-		} else {
-			json_decref(obj);
-			image_url(v[i].api.fingerprint, url);
-			json_array_append_new(out, json_string(url));
-		}
+		if (!first)
+			sb_append(b, ",", 1);
+		first = false;
+		if (objects)
+			sb_append(b, e->text, e->len);
+		else
+			sb_printf(b, "\"/1.0/images/%s\"", e->fp);
 	}
-	img_record_list_free(v, n);
 	api_filter_free(f);
-	resp_sync(resp, out);
-	if (cacheable && resp->status == 200 && db_images_generation() == gen) {
-		sb_reset(&images_cache.body);
-		if (sb_append(&images_cache.body, resp->body.buf, resp->body.len) == 0)
-			images_cache.gen = gen;
-	}
+	if (sb_puts(b, "]}\n") < 0)
+		resp_error(resp, 500, "out of memory");
 }
 
 /* ---- one image -------------------------------------------------------------------- */
@@ -565,15 +622,21 @@ static void post_free(struct img_post *st)
 static void post_drain_cb(uv_async_t *a)
 {
 	struct img_post *st = a->data;
-	if (st->req)
+
+	if (st->req) {
+		log_debug("images: upload queue drained, reading again");
 		http_req_pause_body(st->req, false);
+	}
 }
 
 static void post_pause(void *data)
 {
 	struct img_post *st = data;
-	if (st->req)
+
+	if (st->req) {
+		log_debug("images: upload queue full, pausing the reader");
 		http_req_pause_body(st->req, true);
+	}
 }
 
 static void post_on_drain(void *data)
@@ -708,15 +771,22 @@ static int post_chunk(void *state, const void *data, size_t len, cell_error *err
 
 /* ---- the upload operation ---- */
 
+struct upload_progress_ctx {
+	struct operation *op;
+	int64_t start_ms;
+};
+
 static int upload_progress(void *data, uint64_t received, uint64_t scanned, uint64_t expected)
 {
-	struct operation *op = data;
+	struct upload_progress_ctx *p = data;
+	int64_t ms = util_now_ms() - p->start_ms;
 
-	if (op_cancelled(op))
+	if (op_cancelled(p->op))
 		return 1;
 	if (received)
-		img_op_progress(op, "validate", "Validating image",
-				(int64_t)(scanned * 100 / received) ?: 1, 0, 0);
+		img_op_progress(p->op, "validate", "Validating image",
+				(int64_t)(scanned * 100 / received) ?: 1, 0,
+				ms > 0 ? (int64_t)(scanned * 1000 / (uint64_t)ms) : 0);
 	return 0;
 }
 
@@ -737,7 +807,9 @@ static int upload_run(struct operation *op, cell_error *err)
 				      .public = st->public, .properties = st->properties };
 	int rc;
 
-	rc = img_upload_wait(st->up, upload_progress, op, &res, err);
+	struct upload_progress_ctx pc = { op, util_now_ms() };
+
+	rc = img_upload_wait(st->up, upload_progress, &pc, &res, err);
 	if (rc == 0) {
 		rc = img_commit(&res, &req, &rec, err);
 		if (rc < 0 && res.fingerprint[0])

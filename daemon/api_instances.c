@@ -5,8 +5,6 @@
  * Lists that read runtime state run on a worker and answer deferred.
  */
 #include <errno.h>
-#include <malloc.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,13 +179,16 @@ static void list_one(struct list_ctx *c, size_t i)
 	json_t *o;
 	cell_error err;
 
-	if (instances_expand_with(in, c->profiles, &err) < 0)
+	if (instances_expand_shared(in, c->profiles, &err) < 0)
 		return;
 	o = list_object(c, in);
 	if (o && (!c->a->filter || api_filter_match(c->a->filter, o))) {
-		if (c->a->recursion >= 1)
-			c->text[i] = json_dumps(o, JSON_COMPACT);
-		else
+		if (c->a->recursion >= 1) {
+			strbuf sb = { 0 };
+			if (inst_json_dump(&sb, o) == 0)
+				c->text[i] = sb_steal(&sb);
+			sb_free(&sb);
+		} else
 			c->text[i] = xasprintf("\"/1.0/%s/%s\"",
 					       c->a->containers ? "containers" : "instances", in->name);
 	}
@@ -202,21 +203,6 @@ static void *list_thread(void *p)
 	while ((i = __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->n)
 		list_one(c, i);
 	return NULL;
-}
-
-static void list_run_parallel(struct list_ctx *c)
-{
-	pthread_t t[LIST_THREADS - 1];
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	size_t want = c->n < LIST_MIN_PARALLEL ? 1 : (size_t)(cpus > LIST_THREADS ? LIST_THREADS
-									   : cpus > 0 ? cpus : 1);
-	size_t started = 0;
-
-	while (started + 1 < want && pthread_create(&t[started], NULL, list_thread, c) == 0)
-		started++;
-	list_thread(c);
-	for (size_t k = 0; k < started; k++)
-		pthread_join(t[k], NULL);
 }
 
 /* LXD's sync envelope around the joined texts, written straight into the
@@ -244,40 +230,118 @@ static void list_answer(struct list_ctx *c, http_resp *out)
 	}
 }
 
-static void list_build(void *arg, http_resp *out)
-{
-	struct list_ctx c = { .a = arg };
+/* The job: one worker loads, then up to LIST_THREADS workers build, then
+ * the loop joins the texts and answers. */
+struct list_job {
+	struct list_ctx c;
+	struct list_args *a;
+	http_deferred *d;
+	uv_work_t load;
+	uv_work_t build[LIST_THREADS];
+	int pending;
 	cell_error err;
-	struct timespec T[6]; clock_gettime(CLOCK_MONOTONIC, &T[0]);
+	bool failed;
+};
 
-	if (db_inst_list(&c.v, &c.n, &err) < 0 || db_inst_profile_objs(&c.profiles, &err) < 0 ||
-	    (c.a->recursion >= 2 && !(c.snaps = all_snapshots(c.v, c.n, &err)))) {
-		resp_from_err(out, &err);
-		goto out;
+static void list_job_free(struct list_job *j)
+{
+	for (size_t i = 0; j->c.text && i < j->c.n; i++)
+		free(j->c.text[i]);
+	free(j->c.text);
+	inst_list_free(j->c.v, j->c.n);
+	json_decref(j->c.profiles);
+	json_decref(j->c.snaps);
+	list_args_free(j->a);
+	free(j);
+	inst_trim_soon();
+}
+
+static void list_finish(struct list_job *j)
+{
+	http_resp resp;
+
+	http_resp_init(&resp);
+	if (j->failed)
+		resp_from_err(&resp, &j->err);
+	else
+		list_answer(&j->c, &resp);
+	http_deferred_finish(j->d, &resp);
+	http_resp_free(&resp);
+	list_job_free(j);
+}
+
+static void list_build_run(uv_work_t *w)
+{
+	struct list_job *j = w->data;
+	list_thread(&j->c);
+}
+
+static void list_build_done(uv_work_t *w, int status)
+{
+	struct list_job *j = w->data;
+
+	if (--j->pending == 0)
+		list_finish(j);
+}
+
+static void list_load_run(uv_work_t *w)
+{
+	struct list_job *j = w->data;
+	struct list_ctx *c = &j->c;
+
+	if (db_inst_list_shared(&c->v, &c->n, &j->err) < 0 ||
+	    db_inst_profile_objs(&c->profiles, &j->err) < 0 ||
+	    (c->a->recursion >= 2 && !(c->snaps = all_snapshots(c->v, c->n, &j->err))))
+		j->failed = true;
+	else if (!(c->text = calloc(c->n + 1, sizeof(*c->text))))
+		j->failed = cell_err(&j->err, 500, ENOMEM, "out of memory") < 0;
+}
+
+/* Fan the objects out over the pool: as many workers as CPUs (at most
+ * LIST_THREADS), each taking the next instance until none is left. */
+static void list_load_done(uv_work_t *w, int status)
+{
+	struct list_job *j = w->data;
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int want = j->c.n < LIST_MIN_PARALLEL ? 1 : cpus > LIST_THREADS ? LIST_THREADS
+						     : cpus > 1 ? (int)cpus : 1;
+
+	if (status < 0 || j->failed) {
+		if (!j->failed)
+			cell_err(&j->err, 500, ECANCELED, "request cancelled");
+		j->failed = true;
+		list_finish(j);
+		return;
 	}
-	if (!(c.text = calloc(c.n + 1, sizeof(*c.text)))) {
-		resp_error(out, 500, "out of memory");
-		goto out;
+	for (int k = 0; k < want; k++) {
+		j->build[k].data = j;
+		if (uv_queue_work(celld->loop, &j->build[k], list_build_run, list_build_done) == 0)
+			j->pending++;
 	}
-	clock_gettime(CLOCK_MONOTONIC, &T[1]);
-	list_run_parallel(&c);
-	clock_gettime(CLOCK_MONOTONIC, &T[2]);
-	list_answer(&c, out);
-	clock_gettime(CLOCK_MONOTONIC, &T[3]);
-out:
-	for (size_t i = 0; c.text && i < c.n; i++)
-		free(c.text[i]);
-	free(c.text);
-	inst_list_free(c.v, c.n);
-	json_decref(c.profiles);
-	json_decref(c.snaps);
-	/* The objects just freed came from this thread's malloc arena; give
-	 * the pages back rather than keep a list's worth per worker thread. */
-	clock_gettime(CLOCK_MONOTONIC, &T[4]);
-	malloc_trim(0);
-	clock_gettime(CLOCK_MONOTONIC, &T[5]);
-#define D(a,b) ((T[b].tv_sec-T[a].tv_sec)*1e3+(T[b].tv_nsec-T[a].tv_nsec)/1e6)
-	log_warn("list: db %.2f par %.2f ans %.2f free %.2f trim %.2f", D(0,1), D(1,2), D(2,3), D(3,4), D(4,5));
+	if (j->pending == 0) {
+		list_thread(&j->c);   /* no worker to be had: do it here */
+		list_finish(j);
+	}
+}
+
+static void list_start(http_req *req, http_resp *resp, struct list_args *a)
+{
+	struct list_job *j = calloc(1, sizeof(*j));
+
+	if (!j) {
+		list_args_free(a);
+		resp_error(resp, 500, "out of memory");
+		return;
+	}
+	j->a = a;
+	j->c.a = a;
+	j->load.data = j;
+	if (uv_queue_work(celld->loop, &j->load, list_load_run, list_load_done) < 0) {
+		list_job_free(j);
+		resp_error(resp, 500, "cannot queue the request");
+		return;
+	}
+	j->d = http_defer(req, resp);
 }
 
 /* Names only: no expansion, no state: answered on the loop. */
@@ -327,7 +391,7 @@ static void instances_get(http_req *req, http_resp *resp)
 		resp_from_err(resp, &err);
 		return;
 	}
-	inst_api_defer(req, resp, list_build, a, list_args_free);
+	list_start(req, resp, a);
 }
 
 /* ---- POST /1.0/instances ----------------------------------------------------------------- */

@@ -273,6 +273,16 @@ static void restore_config(struct inst *in, struct inst_snap *s)
 	in->profiles = json_incref(s->profiles);
 }
 
+static void restore_undo(struct inst *in, json_t *before)
+{
+	json_decref(in->config);
+	json_decref(in->devices);
+	json_decref(in->profiles);
+	in->config = json_incref(json_object_get(before, "config"));
+	in->devices = json_incref(json_object_get(before, "devices"));
+	in->profiles = json_incref(json_object_get(before, "profiles"));
+}
+
 /* Row first, then the volume, under a journal record: start-up repeats
  * the (idempotent) volume restore when a crash came between. */
 static int restore_locked(const char *name, const char *snap, bool *was_running,
@@ -280,6 +290,7 @@ static int restore_locked(const char *name, const char *snap, bool *was_running,
 {
 	_cleanup_inst_ struct inst in = { 0 };
 	_cleanup_inst_snap_ struct inst_snap s = { 0 };
+	_cleanup_json_ json_t *before = NULL;
 	struct stor_pool *p;
 	int rc;
 
@@ -290,11 +301,25 @@ static int restore_locked(const char *name, const char *snap, bool *was_running,
 	*was_running = inst_lxc_status(name, NULL) != INST_STOPPED;
 	if (*was_running && (rc = inst_lxc_stop(name, err)) < 0)
 		return rc;
+	if (!(before = json_pack("{sO sO sO}", "config", in.config, "devices", in.devices,
+				 "profiles", in.profiles)))
+		return cell_err(err, 500, ENOMEM, "out of memory");
 	restore_config(&in, &s);
-	if ((rc = inst_journal_write("restore", name, snap, err)) < 0 ||
-	    (rc = db_inst_update(&in, err)) < 0 ||
-	    (rc = stor_ct_snapshot_restore(p, name, snap, err)) < 0)
-		return rc;   /* the journal stays: start-up completes the restore */
+	if ((rc = inst_journal_write("restore", name, snap, err)) < 0)
+		return rc;
+	if ((rc = db_inst_update(&in, err)) < 0) {
+		inst_journal_remove("restore", name);
+		return rc;
+	}
+	if ((rc = stor_ct_snapshot_restore(p, name, snap, err)) < 0) {
+		/* The volume is as it was: so is the row again.  Should that fail
+		 * too, the journal has start-up finish the restore instead. */
+		cell_error e2;
+		restore_undo(&in, before);
+		if (db_inst_update(&in, &e2) == 0)
+			inst_journal_remove("restore", name);
+		return rc;
+	}
 	inst_journal_remove("restore", name);
 	return 0;
 }

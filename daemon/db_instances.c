@@ -1,5 +1,6 @@
 /* Tables `instances`, `instances_profiles` and `instances_snapshots`. */
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ static char *dump(json_t *j)
 
 static int oom(cell_error *err) { return cell_err(err, 500, ENOMEM, "out of memory"); }
 
-static int inst_from_row(sqlite3_stmt *st, struct inst *in, cell_error *err)
+static int inst_from_row(sqlite3_stmt *st, struct inst *in, bool parse, cell_error *err)
 {
 	memset(in, 0, sizeof(*in));
 	in->id = sqlite3_column_int64(st, 0);
@@ -99,11 +100,12 @@ static int inst_from_row(sqlite3_stmt *st, struct inst *in, cell_error *err)
 	in->created_at = db_col_strdup(st, 7);
 	in->last_used_at = db_col_strdup(st, 8);
 	in->pool = db_col_strdup(st, 9);
-	in->config = col_json(st, 10, false);
-	in->devices = col_json(st, 11, false);
+	in->config = parse ? col_json(st, 10, false) : NULL;
+	in->devices = parse ? col_json(st, 11, false) : NULL;
 	in->profiles = json_array();
 	if (!in->name || !in->type || !in->architecture || !in->description || !in->created_at ||
-	    !in->last_used_at || !in->pool || !in->config || !in->devices || !in->profiles)
+	    !in->last_used_at || !in->pool || (parse && (!in->config || !in->devices)) ||
+	    !in->profiles)
 		return oom(err);
 	return 0;
 }
@@ -144,7 +146,90 @@ static int load_profiles(struct inst *v, size_t n, int64_t only_id, cell_error *
 
 /* ---- instances ------------------------------------------------------------ */
 
-static int list_locked(struct inst **out, size_t *n, cell_error *err)
+/*
+ * Parsed config/devices of the rows a list read last, keyed by row id and
+ * checked against the stored text on every read, so no write has to know
+ * about it.  Parsing is most of a list's database time; lists of unchanged
+ * rows skip it.  Entries of rows no longer listed are dropped.
+ */
+struct parsed {
+	int64_t id;
+	char *cfg_text, *dev_text;
+	json_t *cfg, *dev;
+	bool seen;
+};
+
+static pthread_mutex_t pc_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct parsed *pc;
+static size_t pc_n;
+
+static void parsed_clear(struct parsed *p)
+{
+	free(p->cfg_text);
+	free(p->dev_text);
+	json_decref(p->cfg);
+	json_decref(p->dev);
+}
+
+static json_t *parsed_json(char **text, json_t **json, const char *row)
+{
+	if (!*text || strcmp(*text, row)) {
+		json_t *j = json_loads(row, 0, NULL);
+		char *t = strdup(row);
+		if (!j || !json_is_object(j) || !t) {
+			json_decref(j);
+			free(t);
+			return json_object();
+		}
+		free(*text);
+		json_decref(*json);
+		*text = t;
+		*json = j;
+	}
+	return json_incref(*json);
+}
+
+/* Shared config and devices for row `id` (pc_mu held). */
+static int parsed_get(int64_t id, const char *cfg, const char *dev, struct inst *in)
+{
+	struct parsed *p = NULL;
+
+	for (size_t i = 0; i < pc_n && !p; i++)
+		if (pc[i].id == id)
+			p = &pc[i];
+	if (!p) {
+		struct parsed *nv = realloc(pc, (pc_n + 1) * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		pc = nv;
+		p = &pc[pc_n++];
+		memset(p, 0, sizeof(*p));
+		p->id = id;
+	}
+	p->seen = true;
+	json_decref(in->config);
+	json_decref(in->devices);
+	in->config = parsed_json(&p->cfg_text, &p->cfg, cfg);
+	in->devices = parsed_json(&p->dev_text, &p->dev, dev);
+	return in->config && in->devices ? 0 : -ENOMEM;
+}
+
+static void parsed_sweep(void)
+{
+	size_t k = 0;
+
+	for (size_t i = 0; i < pc_n; i++) {
+		if (pc[i].seen) {
+			pc[i].seen = false;
+			pc[k++] = pc[i];
+		} else {
+			parsed_clear(&pc[i]);
+		}
+	}
+	pc_n = k;
+}
+
+static int list_locked(struct inst **out, size_t *n, bool shared, cell_error *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	struct inst *v = NULL;
@@ -152,7 +237,7 @@ static int list_locked(struct inst **out, size_t *n, cell_error *err)
 	int rc;
 
 	rc = db_stmt(&st, err, "SELECT " INST_COLS " FROM instances ORDER BY name", NULL);
-	while (rc == 0 && (rc = db_step(st, err)) == 1) {
+	while (rc >= 0 && (rc = db_step(st, err)) == 1) {
 		if (cnt == cap) {
 			struct inst *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof(*v));
 			if (!nv) {
@@ -161,8 +246,13 @@ static int list_locked(struct inst **out, size_t *n, cell_error *err)
 			}
 			v = nv;
 		}
-		rc = inst_from_row(st, &v[cnt++], err);
+		rc = inst_from_row(st, &v[cnt++], !shared, err);
+		if (rc == 0 && shared && parsed_get(v[cnt - 1].id, db_col_text(st, 10),
+						    db_col_text(st, 11), &v[cnt - 1]) < 0)
+			rc = oom(err);
 	}
+	if (shared && rc == 0)
+		parsed_sweep();
 	db_finalize(steal_ptr(st));
 	if (rc == 0)
 		rc = load_profiles(v, cnt, -1, err);
@@ -183,8 +273,22 @@ int db_inst_list(struct inst **out, size_t *n, cell_error *err)
 	*n = 0;
 	/* Both queries under one lock hold, so a writer cannot come between. */
 	db_lock();
-	rc = list_locked(out, n, err);
+	rc = list_locked(out, n, false, err);
 	db_unlock();
+	return rc < 0 ? cell_err_wrap(err, rc, "list instances") : 0;
+}
+
+int db_inst_list_shared(struct inst **out, size_t *n, cell_error *err)
+{
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	pthread_mutex_lock(&pc_mu);
+	db_lock();
+	rc = list_locked(out, n, true, err);
+	db_unlock();
+	pthread_mutex_unlock(&pc_mu);
 	return rc < 0 ? cell_err_wrap(err, rc, "list instances") : 0;
 }
 
@@ -199,7 +303,7 @@ static int get_locked(const char *name, struct inst *out, cell_error *err)
 	rc = db_step(st, err);
 	if (rc == 0)
 		return cell_err(err, 404, ENOENT, "Instance not found");
-	if (rc < 0 || (rc = inst_from_row(st, out, err)) < 0)
+	if (rc < 0 || (rc = inst_from_row(st, out, true, err)) < 0)
 		return rc;
 	db_finalize(steal_ptr(st));
 	return load_profiles(out, 1, out->id, err);
@@ -229,7 +333,7 @@ int db_inst_names(char ***out, cell_error *err)
 	if (!v)
 		return oom(err);
 	rc = db_stmt(&st, err, "SELECT name FROM instances ORDER BY name", NULL);
-	while (rc == 0 && (rc = db_step(st, err)) == 1) {
+	while (rc >= 0 && (rc = db_step(st, err)) == 1) {
 		char **nv = realloc(v, (n + 2) * sizeof(*v));
 		if (!nv) {
 			rc = oom(err);
@@ -414,7 +518,7 @@ int db_inst_names_with_profile(const char *profile, char ***out, cell_error *err
 		     "SELECT i.name FROM instances i JOIN instances_profiles ip ON ip.instance_id = i.id "
 		     "JOIN profiles p ON p.id = ip.profile_id WHERE p.name = ? ORDER BY i.name",
 		     "s", profile);
-	while (rc == 0 && (rc = db_step(st, err)) == 1) {
+	while (rc >= 0 && (rc = db_step(st, err)) == 1) {
 		char **nv = realloc(v, (n + 2) * sizeof(*v));
 		if (!nv || !(nv[n] = db_col_strdup(st, 0))) {
 			if (nv)
@@ -469,7 +573,7 @@ int db_snap_list(int64_t instance_id, struct inst_snap **out, size_t *n, cell_er
 		     "SELECT " SNAP_COLS " FROM instances_snapshots WHERE ? < 0 OR instance_id = ? "
 		     "ORDER BY instance_id, id",
 		     "ii", instance_id, instance_id);
-	while (rc == 0 && (rc = db_step(st, err)) == 1) {
+	while (rc >= 0 && (rc = db_step(st, err)) == 1) {
 		if (cnt == cap) {
 			struct inst_snap *nv = realloc(v, (cap = cap ? cap * 2 : 8) * sizeof(*v));
 			if (!nv) {
@@ -572,7 +676,7 @@ int db_inst_profile_objs(json_t **out, cell_error *err)
 	if (!o)
 		return oom(err);
 	rc = db_stmt(&st, err, "SELECT name, config, devices FROM profiles", NULL);
-	while (rc == 0 && (rc = db_step(st, err)) == 1)
+	while (rc >= 0 && (rc = db_step(st, err)) == 1)
 		json_object_set_new(o, db_col_text(st, 0),
 				    json_pack("{so so}", "config", col_json(st, 1, false), "devices",
 					      col_json(st, 2, false)));
@@ -594,7 +698,7 @@ int db_inst_pool_names(char ***out, cell_error *err)
 	if (!v)
 		return oom(err);
 	rc = db_stmt(&st, err, "SELECT name FROM storage_pools ORDER BY name", NULL);
-	while (rc == 0 && (rc = db_step(st, err)) == 1) {
+	while (rc >= 0 && (rc = db_step(st, err)) == 1) {
 		char **nv = realloc(v, (n + 2) * sizeof(*v));
 		if (!nv) {
 			rc = oom(err);

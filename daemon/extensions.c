@@ -45,5 +45,15 @@ const char *const cell_api_extensions[] = {
 	"image_create_aliases",              /* aliases in POST /1.0/images (url, publish) */
 	"image_force_refresh",               /* POST /1.0/images/<fp>/refresh (local: a clear error) */
 	"images_expiry",                     /* expires_at editable by PUT/PATCH */
+	/* Exec, console and files (api_instances_{exec,console,files}.c). */
+	"container_exec_recording",          /* record-output, served under logs/exec-output */
+	"container_exec_signal_handling",    /* control "signal" reaches the command */
+	"file_delete",                       /* DELETE .../files */
+	"file_append",                       /* X-LXD-write: append */
+	"file_symlinks",                     /* X-LXD-type: symlink on POST */
+	"console",                           /* POST/GET/DELETE .../console */
+	"file_get_symlink",                  /* GET answers a symlink as one */
+	"container_exec_user_group_cwd",     /* user, group, cwd in POST .../exec */
+	"instance_file_head",                /* HEAD .../files */
 	NULL,
 };

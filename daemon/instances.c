@@ -168,6 +168,7 @@ void instances_unlock(const char *name)
 	}
 	pthread_cond_broadcast(&lk_cv);
 	pthread_mutex_unlock(&lk_mu);
+	inst_trim_soon();   /* an operation ends here */
 }
 
 bool instances_busy(const char *name)
@@ -224,6 +225,45 @@ int instances_expand(struct inst *in, cell_error *err)
 
 	if (profiles_expand(in->profiles, in->config, in->devices, &cfg, &devs, err) < 0)
 		return -EINVAL;
+	json_decref(in->exp_config);
+	json_decref(in->exp_devices);
+	in->exp_config = cfg;
+	in->exp_devices = devs;
+	return 0;
+}
+
+/* Profiles in order, then the instance's own; values and devices are
+ * shared, not copied (a later device replaces an earlier one whole). */
+static void overlay_shared(json_t *dst, json_t *src)
+{
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(src, key, v) {
+		if (json_is_null(v))
+			json_object_del(dst, key);
+		else
+			json_object_set(dst, key, v);
+	}
+}
+
+int instances_expand_shared(struct inst *in, json_t *profile_objs, cell_error *err)
+{
+	json_t *cfg = json_object(), *devs = json_object(), *p;
+	size_t i;
+
+	if (!cfg || !devs) {
+		json_decref(cfg);
+		json_decref(devs);
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	}
+	json_array_foreach(in->profiles, i, p) {
+		json_t *o = json_object_get(profile_objs, json_string_value(p));
+		overlay_shared(cfg, json_object_get(o, "config"));
+		overlay_shared(devs, json_object_get(o, "devices"));
+	}
+	overlay_shared(cfg, in->config);
+	overlay_shared(devs, in->devices);
 	json_decref(in->exp_config);
 	json_decref(in->exp_devices);
 	in->exp_config = cfg;
@@ -571,6 +611,94 @@ json_t *inst_snap_to_json(const struct inst *in, const struct inst_snap *s)
 	if (o)
 		json_object_set_new(o, "name", json_string(s->name));
 	return o;
+}
+
+/* Compact JSON as json_dumps(JSON_COMPACT) writes it, several times
+ * faster: strings are scanned for the few bytes that need escaping rather
+ * than walked code point by code point.  Lists of many instances spend
+ * most of their time here. */
+static int dump_string(strbuf *sb, const char *s, size_t len)
+{
+	static const char hex[] = "0123456789abcdef";
+	const char *run = s, *end = s + len;
+	int rc = sb_append(sb, "\"", 1);
+
+	for (const char *p = s; p < end && rc == 0; p++) {
+		unsigned char c = (unsigned char)*p;
+		char esc[7] = "\\u00";
+		size_t elen = 2;
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		rc = sb_append(sb, run, (size_t)(p - run));
+		switch (c) {
+		case '"': esc[1] = '"'; break;
+		case '\\': esc[1] = '\\'; break;
+		case '\b': esc[1] = 'b'; break;
+		case '\f': esc[1] = 'f'; break;
+		case '\n': esc[1] = 'n'; break;
+		case '\r': esc[1] = 'r'; break;
+		case '\t': esc[1] = 't'; break;
+		default:
+			esc[4] = hex[c >> 4];
+			esc[5] = hex[c & 15];
+			elen = 6;
+		}
+		if (rc == 0)
+			rc = sb_append(sb, esc, elen);
+		run = p + 1;
+	}
+	if (rc == 0)
+		rc = sb_append(sb, run, (size_t)(end - run));
+	return rc ? rc : sb_append(sb, "\"", 1);
+}
+
+int inst_json_dump(strbuf *sb, json_t *j)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+	int rc = 0;
+	bool first = true;
+
+	switch (json_typeof(j)) {
+	case JSON_OBJECT:
+		rc = sb_append(sb, "{", 1);
+		json_object_foreach(j, key, v) {
+			if (rc == 0 && !first)
+				rc = sb_append(sb, ",", 1);
+			first = false;
+			if (rc == 0)
+				rc = dump_string(sb, key, strlen(key));
+			if (rc == 0)
+				rc = sb_append(sb, ":", 1);
+			if (rc == 0)
+				rc = inst_json_dump(sb, v);
+		}
+		return rc ? rc : sb_append(sb, "}", 1);
+	case JSON_ARRAY:
+		rc = sb_append(sb, "[", 1);
+		json_array_foreach(j, i, v) {
+			if (rc == 0 && i)
+				rc = sb_append(sb, ",", 1);
+			if (rc == 0)
+				rc = inst_json_dump(sb, v);
+		}
+		return rc ? rc : sb_append(sb, "]", 1);
+	case JSON_STRING:
+		return dump_string(sb, json_string_value(j), json_string_length(j));
+	case JSON_INTEGER:
+		return sb_printf(sb, "%" JSON_INTEGER_FORMAT, json_integer_value(j));
+	case JSON_TRUE:
+		return sb_puts(sb, "true");
+	case JSON_FALSE:
+		return sb_puts(sb, "false");
+	case JSON_NULL:
+		return sb_puts(sb, "null");
+	default: {
+		_cleanup_free_ char *t = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+		return t ? sb_puts(sb, t) : -ENOMEM;
+	}
+	}
 }
 
 json_t *inst_etag_src(const struct inst *in)
@@ -1044,11 +1172,11 @@ static const char *const protected_keys[] = {
 	"volatile.last_state.idmap", "volatile.last_state.power", "volatile.uuid",
 };
 
-static int apply_body(struct inst *in, json_t *body, bool patch, cell_error *err)
+/* description, ephemeral, architecture, profiles: PUT resets what is
+ * absent (as LXD's decoder leaves zero values), PATCH keeps it. */
+static int apply_scalars(struct inst *in, json_t *body, bool patch, cell_error *err)
 {
 	json_t *v;
-	const char *key;
-	json_t *val;
 
 	if ((v = json_object_get(body, "description")) && !json_is_null(v)) {
 		if (!json_is_string(v))
@@ -1082,48 +1210,73 @@ static int apply_body(struct inst *in, json_t *body, bool patch, cell_error *err
 		json_decref(in->profiles);
 		in->profiles = json_array();
 	}
-	if ((v = json_object_get(body, "config")) && !json_is_null(v)) {
-		_cleanup_json_ json_t *old = json_incref(in->config);
-		if (check_config_strings(v, "config", err) < 0)
-			return -EINVAL;
-		json_decref(in->config);
+	return 0;
+}
+
+/* PUT replaces the config, PATCH merges into it; either way the keys that
+ * describe the rootfs on disk survive and "" unsets (LXD stores no empty
+ * values). */
+static int apply_config(struct inst *in, json_t *body, bool patch, cell_error *err)
+{
+	json_t *v = json_object_get(body, "config"), *val;
+	_cleanup_json_ json_t *old = in->config;
+	const char *key;
+	void *tmp;
+
+	if (v && !json_is_null(v) && check_config_strings(v, "config", err) < 0) {
+		in->config = json_incref(old);
+		return -EINVAL;
+	}
+	if (!v || json_is_null(v)) {
+		in->config = patch ? json_incref(old) : json_object();
+	} else {
 		in->config = patch ? json_deep_copy(old) : json_object();
-		json_object_foreach(v, key, val)
-			json_object_set(in->config, key, val);
-		for (size_t i = 0; i < ARRAY_SIZE(protected_keys); i++)
-			if (!json_object_get(in->config, protected_keys[i]) &&
-			    json_object_get(old, protected_keys[i]))
-				json_object_set(in->config, protected_keys[i],
-						json_object_get(old, protected_keys[i]));
-		/* LXD stores no empty values: "" unsets. */
-		void *tmp;
-		json_object_foreach_safe(in->config, tmp, key, val)
-			if (json_is_string(val) && !*json_string_value(val))
-				json_object_del(in->config, key);
-	} else if (!patch) {
-		_cleanup_json_ json_t *old = in->config;
-		in->config = json_object();
-		for (size_t i = 0; i < ARRAY_SIZE(protected_keys); i++)
-			if (json_object_get(old, protected_keys[i]))
-				json_object_set(in->config, protected_keys[i],
-						json_object_get(old, protected_keys[i]));
+		json_object_update(in->config, v);
 	}
-	if ((v = json_object_get(body, "devices")) && !json_is_null(v)) {
-		if (!json_is_object(v))
-			return cell_err(err, 400, EINVAL, "devices must be an object");
-		if (patch) {
-			json_t *d = json_deep_copy(in->devices);
+	if (!in->config)
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	for (size_t i = 0; i < ARRAY_SIZE(protected_keys); i++)
+		if (!json_object_get(in->config, protected_keys[i]) &&
+		    json_object_get(old, protected_keys[i]))
+			json_object_set(in->config, protected_keys[i],
+					json_object_get(old, protected_keys[i]));
+	json_object_foreach_safe(in->config, tmp, key, val)
+		if (json_is_string(val) && !*json_string_value(val))
+			json_object_del(in->config, key);
+	return 0;
+}
+
+/* PUT replaces the devices, PATCH replaces the named ones whole. */
+static int apply_devices(struct inst *in, json_t *body, bool patch, cell_error *err)
+{
+	json_t *v = json_object_get(body, "devices"), *d;
+
+	if (!v || json_is_null(v)) {
+		if (patch)
+			return 0;
+		d = json_object();
+	} else if (!json_is_object(v)) {
+		return cell_err(err, 400, EINVAL, "devices must be an object");
+	} else if (patch) {
+		d = json_deep_copy(in->devices);
+		if (d)
 			json_object_update(d, v);
-			json_decref(in->devices);
-			in->devices = d;
-		} else {
-			json_decref(in->devices);
-			in->devices = json_deep_copy(v);
-		}
-	} else if (!patch) {
-		json_decref(in->devices);
-		in->devices = json_object();
+	} else {
+		d = json_deep_copy(v);
 	}
+	json_decref(in->devices);
+	in->devices = d;
+	return 0;
+}
+
+static int apply_body(struct inst *in, json_t *body, bool patch, cell_error *err)
+{
+	int rc;
+
+	if ((rc = apply_scalars(in, body, patch, err)) < 0 ||
+	    (rc = apply_config(in, body, patch, err)) < 0 ||
+	    (rc = apply_devices(in, body, patch, err)) < 0)
+		return rc;
 	if (!in->description || !in->architecture || !in->config || !in->devices || !in->profiles)
 		return cell_err(err, 500, ENOMEM, "out of memory");
 	return 0;
@@ -1323,4 +1476,118 @@ int inst_templates_apply(const struct inst *in, struct stor_pool *p, const char 
 		return cell_err(err, 500, ENOMEM, "out of memory");
 	rc = image_templates_apply(rootfs, tdir, m.templates, trigger, ctx, err);
 	return rc < 0 ? cell_err_wrap(err, rc, "templates (%s)", trigger) : 0;
+}
+
+/* ---- publishing (POST /1.0/images from an instance or snapshot) ------------------------- */
+
+struct publish_priv {
+	char name[64];
+};
+
+static void publish_release(struct img_instance_tree *t)
+{
+	struct publish_priv *p = t->priv;
+
+	if (p)
+		instances_unlock(p->name);
+	free(p);
+	t->priv = NULL;
+}
+
+/* image.<key> config keys back into the image properties they came from. */
+static json_t *publish_properties(json_t *config)
+{
+	json_t *props = json_object();
+	const char *key;
+	json_t *v;
+
+	json_object_foreach(config, key, v)
+		if (str_has_prefix(key, "image.") && json_is_string(v))
+			json_object_set(props, key + 6, v);
+	return props;
+}
+
+static json_t *publish_templates(const char *vol)
+{
+	_cleanup_free_ char *meta = xasprintf("%s/metadata.yaml", vol), *text = NULL;
+	_cleanup_image_meta_ struct image_meta m = { 0 };
+	size_t len;
+	cell_error err;
+
+	if (!meta || util_read_file(meta, &text, &len, &err) < 0 ||
+	    image_meta_parse(text, len, &m, &err) < 0)
+		return NULL;
+	return json_incref(m.templates);
+}
+
+static int publish_fill(struct inst *in, const char *snap, struct stor_pool *p,
+			struct img_instance_tree *out, cell_error *err)
+{
+	_cleanup_inst_snap_ struct inst_snap s = { 0 };
+	_cleanup_free_ char *vol = snap ? stor_snap_path(p, in->name, snap) : stor_ct_path(p, in->name);
+	_cleanup_free_ char *tdir = vol ? xasprintf("%s/templates", vol) : NULL;
+	json_t *cfg = in->config;
+	int rc;
+
+	if (snap && (rc = db_snap_get(in->id, snap, &s, err)) < 0)
+		return rc;
+	if (snap)
+		cfg = s.config;
+	if (!vol || !tdir)
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	out->rootfs_dir = xasprintf("%s/rootfs", vol);
+	out->templates_dir = access(tdir, F_OK) == 0 ? strdup(tdir) : NULL;
+	out->architecture = strdup(in->architecture);
+	out->properties = publish_properties(cfg);
+	out->templates = publish_templates(vol);
+	if (!out->rootfs_dir || !out->architecture || !out->properties)
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	{
+		struct inst view = { .config = cfg };
+		if (inst_idmap_on_disk(&view, &out->unshift) < 0 &&
+		    !inst_json_is_true(cfg, "security.privileged"))
+			return cell_err(err, 500, ENOENT, "no id map for %s", in->name);
+	}
+	return 0;
+}
+
+/* The images code asks for "c1" or "c1/snap0": the tree to pack, with the
+ * instance held (its lock) until release. A running instance is refused as
+ * LXD does; its client stops it first with --force. */
+static int publish_resolve(const char *name, struct img_instance_tree *out, cell_error *err)
+{
+	_cleanup_free_ char *inst = strndup(name, strcspn(name, "/"));
+	_cleanup_inst_ struct inst in = { 0 };
+	const char *slash = strchr(name, '/');
+	struct publish_priv *priv;
+	struct stor_pool *p;
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	if (!inst || !instances_name_valid(inst))
+		return cell_err(err, 400, EINVAL, "Invalid instance name \"%s\"", name);
+	instances_lock(inst);
+	rc = instances_load(inst, &in, err);
+	if (rc == 0 && !slash && inst_lxc_status(inst, NULL) != INST_STOPPED)
+		rc = cell_err(err, 400, EBUSY, "The instance is currently running");
+	if (rc == 0 && !(p = instances_pool(&in, err)))
+		rc = -ENOENT;
+	if (rc == 0)
+		rc = publish_fill(&in, slash ? slash + 1 : NULL, p, out, err);
+	if (rc == 0 && !(priv = calloc(1, sizeof(*priv))))
+		rc = cell_err(err, 500, ENOMEM, "out of memory");
+	if (rc < 0) {
+		img_instance_tree_free(out);
+		instances_unlock(inst);
+		return rc;
+	}
+	snprintf(priv->name, sizeof(priv->name), "%s", inst);
+	out->priv = priv;
+	out->release = publish_release;
+	return 0;
+}
+
+void inst_publish_register(void)
+{
+	img_set_instance_resolver(publish_resolve);
 }

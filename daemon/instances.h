@@ -39,6 +39,7 @@
 
 #include "common/error.h"
 #include "common/idmap.h"
+#include "common/strbuf.h"
 
 struct operation;
 struct stor_pool;
@@ -85,6 +86,9 @@ static inline void inst_snap_clearp(struct inst_snap *s) { inst_snap_clear(s); }
 
 /* Every instance, by name; profiles filled. */
 int db_inst_list(struct inst **out, size_t *n, cell_error *err);
+/* The same, but config and devices are shared with a cache of parsed rows:
+ * READ ONLY (lists that only serialise them). */
+int db_inst_list_shared(struct inst **out, size_t *n, cell_error *err);
 /* 404 "Instance not found" when absent. */
 int db_inst_get(const char *name, struct inst *out, cell_error *err);
 /* Every name, sorted (NULL-terminated, _cleanup_strv_). */
@@ -152,6 +156,9 @@ char *instances_generate_name(void);
 int instances_expand(struct inst *in, cell_error *err);
 /* The same from profile objects already loaded (db_inst_profile_objs). */
 int instances_expand_with(struct inst *in, json_t *profile_objs, cell_error *err);
+/* The same without copies: the expanded objects share values and devices
+ * with the rows and profiles, so they are for reading only (lists). */
+int instances_expand_shared(struct inst *in, json_t *profile_objs, cell_error *err);
 /* What a create or update must pass before anything changes: known
  * profiles, config and devices valid once expanded, a root disk on an
  * existing pool, disk sources present on the host.  Fills in->pool from the
@@ -239,6 +246,8 @@ json_t *inst_snap_to_json(const struct inst *in, const struct inst_snap *s);
 /* The runtime state plus disk usage (when the pool can tell cheaply, or
  * always when with_disk). [any] */
 json_t *instances_state_json(const struct inst *in, bool with_disk, cell_error *err);
+/* Append j as compact JSON (json_dumps(JSON_COMPACT)'s output, faster). */
+int inst_json_dump(strbuf *sb, json_t *j);
 /* ETag sources as LXD hashes them. */
 json_t *inst_etag_src(const struct inst *in);
 /* Operation resources {"instances": [url], "containers": [url]}. */
@@ -292,10 +301,15 @@ struct http_req;
 struct http_resp;
 int inst_api_defer(struct http_req *req, struct http_resp *resp,
 		   void (*fn)(void *arg, struct http_resp *out), void *arg, void (*free_arg)(void *));
+/* Work just ended on a pool thread: trim malloc arenas once things are
+ * quiet (instances_boot.c). [any] */
+void inst_trim_soon(void);
 /* instances_boot.c: reconcile DB, volumes and lxcpath; reattach. [loop, start-up] */
 int inst_boot_reconcile(cell_error *err);
 /* A snapshot's expires_at may have changed: re-arm the expiry timer. [any] */
 void inst_snapshots_changed(void);
+/* Let the images code publish instances and snapshots (`lxc publish`). */
+void inst_publish_register(void);
 /* Start-up replay of the journal. */
 void inst_journal_replay(void);
 

@@ -217,6 +217,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	uv_run(celld->loop, UV_RUN_DEFAULT);
+	server_finalize();
+	uv_run(celld->loop, UV_RUN_DEFAULT);   /* handles lws closed just now */
 	uv_loop_close(celld->loop);
 	cleanup();
 	log_info("celld stopped");

@@ -15,6 +15,9 @@ void api_images_register(void);
 void api_instances_register(void);
 void api_instances_state_register(void);
 void api_instances_logs_register(void);
+void api_instances_exec_register(void);
+void api_instances_console_register(void);
+void api_instances_files_register(void);
 void api_snapshots_register(void);
 void api_instances_boot_register(void);
 
@@ -32,6 +35,10 @@ void routes_register_all(void)
 	api_images_register();
 	api_instances_register();
 	api_instances_state_register();
+	/* Before logs: its /logs/{file} would take /logs/exec-output. */
+	api_instances_exec_register();
+	api_instances_console_register();
+	api_instances_files_register();
 	api_instances_logs_register();
 	api_snapshots_register();
 	api_instances_boot_register();

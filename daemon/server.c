@@ -25,6 +25,7 @@
 #include "daemon/server_conn.h"
 
 static struct lws_context *srv_ctx;
+static struct lws_context *srv_ctx_dying;   /* destroyed once more after the loop ends */
 static struct lws_vhost *srv_unix_vh, *srv_https_vh;
 static char srv_https_addr[128];
 static char *srv_unix_path;
@@ -557,6 +558,15 @@ int server_https_set(const char *addr, const char *cert, const char *key, cell_e
 	return 0;
 }
 
+/* With a foreign loop, lws frees the context only on a second destroy once
+ * the loop has stopped running. */
+void server_finalize(void)
+{
+	if (srv_ctx_dying)
+		lws_context_destroy(srv_ctx_dying);
+	srv_ctx_dying = NULL;
+}
+
 const char *server_https_address(void) { return srv_https_addr; }
 
 int server_https_probe(const char *addr, cell_error *err)
@@ -589,6 +599,7 @@ void server_shutdown(void)
 		return;
 	srv_listener_stop();
 	lws_context_destroy(srv_ctx);
+	srv_ctx_dying = srv_ctx;
 	srv_ctx = NULL;
 	srv_unix_vh = srv_https_vh = NULL;
 	if (srv_unix_path) {

@@ -18,6 +18,8 @@ int server_https_probe(const char *addr, cell_error *err);
 const char *server_https_address(void);
 /* Close every listener and connection; the loop then drains. */
 void server_shutdown(void);
+/* After the loop has returned: free what lws still holds. */
+void server_finalize(void);
 
 /* Request body limit for buffered (JSON) routes. */
 #define SERVER_MAX_BODY (8u << 20)

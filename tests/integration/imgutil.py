@@ -87,7 +87,7 @@ def _compress(raw_path, compression):
     if compression in (None, "none"):
         return raw_path
     tools = {"gzip": (["gzip", "-n", "-6"], ".gz"), "bzip2": (["bzip2"], ".bz2"),
-             "xz": (["xz", "-T1"], ".xz"), "lzma": (["xz", "--format=lzma"], ".lzma"),
+             "xz": (["xz", "-1", "-T0"], ".xz"), "lzma": (["xz", "--format=lzma"], ".lzma"),
              "zstd": (["zstd", "-q", "--rm"], ".zst")}
     cmd, ext = tools[compression]
     subprocess.run(cmd + ["-f", raw_path], check=True)

@@ -434,10 +434,15 @@ def test_profile_changes_propagate(celld):
     r = celld.request("POST", "/1.0/profiles", {"name": prof,
                                                 "config": {"limits.memory": "96MiB"}})
     assert r.status in (200, 201), r
-    a, b = unique("pa"), unique("pb")
+    a, b, c = unique("pa"), unique("pb"), unique("pc")
     create_busybox(celld, a, profiles=["default", prof], start=True)
     create_busybox(celld, b, profiles=["default", prof], config={"limits.memory": "80MiB"},
                    start=True)
+    create_busybox(celld, c, profiles=["default", prof], start=True)
+    listed = {i["name"]: i for i in celld.get("/1.0/instances?recursion=1").metadata}
+    assert listed[a]["expanded_config"]["limits.memory"] == "96MiB"
+    assert listed[c]["expanded_config"]["limits.memory"] == "96MiB"
+    assert listed[b]["expanded_config"]["limits.memory"] == "80MiB"
 
     def mem(n):
         return cgroup_file(n, "memory", "memory.limit_in_bytes") or \
@@ -461,12 +466,15 @@ def test_profile_changes_propagate(celld):
     while mem(a) != str(112 << 20) and time.time() < deadline:
         time.sleep(0.05)
     assert mem(a) == str(112 << 20)
+    while mem(c) != str(112 << 20) and time.time() < deadline:
+        time.sleep(0.05)
+    assert mem(c) == str(112 << 20)
     assert mem(b) == str(80 << 20)   # its own value wins
     # A profile change the users cannot take is refused.
     r = celld.request("PUT", "/1.0/profiles/" + prof, {"config": {"limits.memory": "nope"},
                                                       "devices": {}})
     assert r.status == 400, r
-    for n in (a, b):
+    for n in (a, b, c):
         state(celld, n, "stop", force=True)
 
 

@@ -124,3 +124,19 @@ def test_ephemeral(celld, lxc):
     assert listing(lxc)[name]["ephemeral"] is True
     lxc("stop", name, "--force")
     assert name not in listing(lxc)
+
+
+def test_publish_and_launch_from_it(celld, lxc):
+    name, again = unique("pub"), unique("pub2")
+    lxc("init", "busybox", name)
+    lxc("snapshot", name, "s0")   # without the file: a different image
+    with open(os.path.join(fx.rootfs_path(celld, name), "root", "published"), "w") as f:
+        f.write("yes")
+    alias = unique("img")
+    lxc("publish", name, "--alias", alias)
+    lxc("publish", "%s/s0" % name, "--alias", alias + "-snap")
+    lxc("launch", alias, again)
+    assert fx.attach(celld, again, "/bin/cat", "/root/published").stdout == "yes"
+    assert celld.get("/1.0/instances/" + again).metadata["config"]["image.os"] == "busybox"
+    lxc("delete", again, "--force")
+    lxc("delete", name)
