@@ -37,6 +37,16 @@
 #define CON_CHUNK (64u << 10)
 #define CON_HIGH_WATER (1u << 20)   /* above ws.c's low-water mark, so on_drain comes */
 #define CON_READS_PER_WAKE 16       /* fairness between sessions on one loop */
+/* liblxc 5.0's monitor frees the console proxy when our command socket
+ * closes, and an input event for the proxy still queued in the same epoll
+ * batch then reads a closed fd, which ends the monitor's mainloop: the
+ * container dies.  So the socket is closed only once whatever the client
+ * typed last has surely been forwarded. */
+#define CON_LINGER_MS 200
+/* The monitor frees a detached console asynchronously: a client coming
+ * back at once may find it still taken for a moment. */
+#define CON_GETFD_TRIES 10
+#define CON_GETFD_RETRY_US (50 * 1000)
 
 enum { CON_WS_TTY, CON_WS_CONTROL, CON_WS_N };
 static const char *const con_ws_names[CON_WS_N] = { "0", "control" };
@@ -171,6 +181,40 @@ unsigned inst_console_sessions_live(void) { return con_live; }
 
 /* ---- finishing ----------------------------------------------------------------------- */
 
+struct con_linger {
+	uv_timer_t timer;
+	int sock;
+};
+
+static void con_linger_closed(uv_handle_t *h)
+{
+	struct con_linger *l = h->data;
+
+	close(l->sock);
+	free(l);
+}
+
+static void con_linger_done(uv_timer_t *t)
+{
+	uv_close((uv_handle_t *)t, con_linger_closed);
+}
+
+/* Give the console back to the monitor after CON_LINGER_MS (see there);
+ * at once when the daemon stops or nothing can be allocated. */
+static void con_release(int sock)
+{
+	struct con_linger *l = celld->shutting_down ? NULL : calloc(1, sizeof(*l));
+
+	if (!l) {
+		close(sock);
+		return;
+	}
+	l->sock = sock;
+	l->timer.data = l;
+	uv_timer_init(celld->loop, &l->timer);
+	uv_timer_start(&l->timer, con_linger_done, CON_LINGER_MS, 0);
+}
+
 static void con_finish(struct con_session *s, const char *fail)
 {
 	struct operation *op = s->op;
@@ -185,7 +229,7 @@ static void con_finish(struct con_session *s, const char *fail)
 		close(s->master);
 	/* Closing the command socket gives the console back to the monitor. */
 	if (s->sock >= 0)
-		close(s->sock);
+		con_release(s->sock);
 	s->master = s->sock = -1;
 	sb_free(&s->pending);
 	for (int i = 0; i < CON_WS_N; i++)
@@ -388,7 +432,13 @@ static void con_work(uv_work_t *w)
 			 s->name);
 		return;
 	}
-	sock = c->console_getfd(c, &tty, &master);
+	for (int i = 0; i < CON_GETFD_TRIES; i++) {
+		tty = 0;
+		sock = c->console_getfd(c, &tty, &master);
+		if (sock >= 0 || !c->is_running(c))
+			break;
+		usleep(CON_GETFD_RETRY_US);
+	}
 	lxc_container_put(c);
 	if (sock < 0 || master < 0) {
 		if (sock >= 0)
