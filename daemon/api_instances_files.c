@@ -27,6 +27,7 @@
 #include "common/util.h"
 #include "daemon/events.h"
 #include "daemon/http.h"
+#include "daemon/http_chunked.h"
 #include "daemon/inst_files.h"
 #include "daemon/inst_lxc.h"
 #include "daemon/instances.h"
@@ -147,24 +148,37 @@ static void files_delete(http_req *req, http_resp *resp)
 
 /* A refused request (unknown instance, bad header, path outside anything)
  * still has its body drained and is answered by end(): inst_files.h says
- * why.  Only running out of memory fails begin itself. */
+ * why.  Only running out of memory fails begin itself.
+ *
+ * Go's net/http, and so `lxc file push`, sends bodies of unknown length
+ * chunked, which libwebsockets 4.1 hands over undecoded and never ends:
+ * such a body is decoded here, and its last chunk ends the request. */
 struct files_post {
 	struct inst_files_post *p;    /* NULL when refused before inst_files */
-	cell_error refused;
+	http_req *req;
+	bool chunked, failed;         /* failed: drop the rest, answer err */
+	struct http_chunked ch;
+	cell_error err;
 };
 
 static int files_begin(http_req *req, void **state, cell_error *err)
 {
 	_cleanup_idmap_ struct idmap map = { 0 };
 	_cleanup_close_ int rootfd = -1;
+	const char *te = http_req_header(req, "transfer-encoding");
 	struct files_post *f = calloc(1, sizeof(*f));
 
 	if (!f)
 		return cell_err(err, 500, ENOMEM, "out of memory");
 	*state = f;
-	if (files_ctx(req, &rootfd, &map, &f->refused) < 0 ||
-	    files_check_writable(rootfd, http_req_query(req, "path"), &f->refused) < 0)
+	f->req = req;
+	f->chunked = te && strcasestr(te, "chunked");
+	http_chunked_init(&f->ch);
+	if (files_ctx(req, &rootfd, &map, &f->err) < 0 ||
+	    files_check_writable(rootfd, http_req_query(req, "path"), &f->err) < 0) {
+		f->failed = true;
 		return 0;
+	}
 	if (inst_files_post_begin(rootfd, &map, http_req_query(req, "path"), req, &f->p, err) < 0) {
 		free(f);
 		*state = NULL;
@@ -173,21 +187,55 @@ static int files_begin(http_req *req, void **state, cell_error *err)
 	return 0;
 }
 
+/* Never fails: a write error is kept for the answer and the rest of the
+ * body dropped, since a chunked body must still be read to its end. */
+static int files_out(void *data, const void *buf, size_t len, cell_error *unused)
+{
+	struct files_post *f = data;
+
+	(void)unused;
+	if (!f->failed && f->p && inst_files_post_chunk(f->p, buf, len, &f->err) < 0)
+		f->failed = true;
+	return 0;
+}
+
 static int files_chunk(void *state, const void *data, size_t len, cell_error *err)
 {
 	struct files_post *f = state;
+	size_t used = 0;
+	int rc;
 
-	return f->p ? inst_files_post_chunk(f->p, data, len, err) : 0;
+	if (!f->chunked) {
+		if (f->failed || !f->p)
+			return 0;
+		return inst_files_post_chunk(f->p, data, len, err);
+	}
+	rc = http_chunked_feed(&f->ch, data, len, &used, files_out, f, err);
+	if (rc < 0 && !f->failed) {
+		f->failed = true;   /* bad framing: the end cannot be found, answer now */
+		f->err = *err;
+	}
+	if (rc != 0)
+		http_req_body_finished(f->req);   /* calls files_end, which frees f */
+	return 0;
 }
 
 static void files_end(void *state, http_req *req, http_resp *resp, const cell_error *failed)
 {
 	struct files_post *f = state;
 
-	if (!f->p)
-		resp_from_err(resp, &f->refused);
+	if (!failed && !f->failed && f->chunked && !http_chunked_done(&f->ch)) {
+		/* lws 4.1 takes a body without Content-Length for 100 MiB and
+		 * stops there. */
+		cell_err(&f->err, 413, EFBIG, "Chunked request bodies are limited to 100 MiB by this "
+			 "server; send the file with a Content-Length");
+		f->failed = true;
+		http_req_body_finished(req);
+	}
+	if (f->p)
+		inst_files_post_end(f->p, resp, failed ? failed : f->failed ? &f->err : NULL);
 	else
-		inst_files_post_end(f->p, resp, failed);
+		resp_from_err(resp, failed ? failed : &f->err);
 	free(f);
 	files_event(req, resp, "instance-file-pushed");
 }

@@ -46,6 +46,7 @@ const char *const cell_api_extensions[] = {
 	"image_force_refresh",               /* POST /1.0/images/<fp>/refresh (local: a clear error) */
 	"images_expiry",                     /* expires_at editable by PUT/PATCH */
 	/* Exec, console and files (api_instances_{exec,console,files}.c). */
+	"directory_manipulation",            /* directories created and listed, X-LXD-type */
 	"container_exec_recording",          /* record-output, served under logs/exec-output */
 	"container_exec_signal_handling",    /* control "signal" reaches the command */
 	"file_delete",                       /* DELETE .../files */

@@ -288,8 +288,9 @@ def test_console_io_and_detach(box):
         t.expect(b"To detach from the console, press: <ctrl>+a q")
         marker = "c-%s" % unique()
         reader = popen(box, "exec", box.box, "--", "sh", "-c",
-                       "read x < /dev/console; echo got:$x > /dev/console")
-        time.sleep(1)
+                       "exec < /dev/console; echo reader-ready > /dev/console; read x; "
+                       "echo got:$x > /dev/console")
+        t.expect(b"reader-ready")
         t.write(b"typed-in\r")
         t.expect(b"got:typed-in")
         run(box, "exec", box.box, "--", "sh", "-c", "echo %s > /dev/console" % marker)
@@ -317,8 +318,9 @@ def test_console_ctrl_a_other_keys_pass(box):
     try:
         t.expect(b"To detach")
         reader = popen(box, "exec", box.box, "--", "sh", "-c",
-                       "stty -F /dev/console raw -echo; head -c 3 /dev/console | od -An -tx1 > /dev/console")
-        time.sleep(1)
+                       "stty -F /dev/console raw -echo; exec < /dev/console; echo raw-ready > /dev/console; "
+                       "head -c 3 | od -An -tx1 > /dev/console")
+        t.expect(b"raw-ready")
         t.write(b"\x01")   # ctrl+a, then something else: both go through
         time.sleep(0.2)
         t.write(b"xy")

@@ -804,3 +804,22 @@ def test_cli(celld, unified, split, work):
     celld.cell("image", "delete", "u1", "s1")
     assert celld.get("/1.0/images").metadata == []
     assert_nothing_left(celld)
+
+
+def test_cli_import_directory(celld, unified, work):
+    """`cell image import <dir>` packs metadata.yaml, rootfs/ and templates/ (with tar)."""
+    src = os.path.join(work, "unpacked-dir")
+    os.makedirs(src)
+    subprocess.run(["tar", "-C", src, "-xzf", unified], check=True)
+    os.chown(os.path.join(src, "rootfs"), 0, 0)
+    out = celld.cell("image", "import", src, "--alias", "fromdir").stdout.decode()
+    assert out.startswith("Image imported with fingerprint: "), out
+    fp = out.split()[-1]
+    img = celld.get("/1.0/images/" + fp).metadata
+    assert [a["name"] for a in img["aliases"]] == ["fromdir"]
+    assert img["architecture"] == "x86_64"
+    # As lxc, the target is a prefix the compression's extension is added to.
+    celld.cell("image", "export", "fromdir", os.path.join(work, "exported"))
+    exported = os.path.join(work, "exported.tar.gz")
+    names = subprocess.run(["tar", "-tzf", exported], capture_output=True, check=True).stdout.decode()
+    assert "./metadata.yaml" in names.split() and "./rootfs/bin/busybox" in names.split(), names
