@@ -11,7 +11,7 @@
 #include <dirent.h>
 
 #include "common/cleanup.h"
-#include "common/sha256.h"
+#include "common/sha256_lite.h"
 
 static const char *const cg_names[CG_NCTRL] = {
 	[CG_MEMORY] = "memory", [CG_CPU] = "cpu",       [CG_CPUACCT] = "cpuacct",
@@ -92,14 +92,12 @@ static void cg_read_v2_controllers(void)
 		cg.v2[CG_CPUACCT] = true;
 }
 
+/* sha256_lite: OpenSSL would stay resident for this one small hash. */
 static int cg_make_prefix(const char *lxcpath, cell_error *err)
 {
-	_cleanup_sha256_ struct sha256_ctx h = { 0 };
-	char hex[SHA256_HEX_LEN + 1];
+	char hex[65];
 
-	if (sha256_init(&h) < 0 || sha256_update(&h, lxcpath, strlen(lxcpath)) < 0 ||
-	    sha256_final_hex(&h, hex) < 0)
-		return cell_err(err, 500, EIO, "hash %s", lxcpath);
+	sha256_lite_hex(lxcpath, strlen(lxcpath), hex);
 	snprintf(cg.prefix, sizeof(cg.prefix), "cell.%.8s", hex);
 	return 0;
 }
