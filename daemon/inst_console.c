@@ -307,8 +307,10 @@ static void con_flush(struct con_session *s)
 			return con_finish(s, NULL);
 		off += (size_t)n;
 	}
-	memmove(s->pending.buf, s->pending.buf + off, s->pending.len - off);
-	s->pending.len -= off;
+	if (off) {
+		memmove(s->pending.buf, s->pending.buf + off, s->pending.len - off);
+		s->pending.len -= off;
+	}
 	if (s->pending.len < CON_HIGH_WATER)
 		con_rx_pause(s, false);
 }

@@ -218,20 +218,26 @@ def _mounts_below(directory):
     return sorted(out, key=len, reverse=True)
 
 
+def release_state_dir(directory):
+    """Unmount what is mounted below a (stopped) celld's state dir, detach its
+    loop devices and remove it."""
+    d = os.path.realpath(directory)
+    for mp in _mounts_below(d):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+    for img in glob.glob(os.path.join(d, "disks", "*")):
+        out = subprocess.run(["losetup", "-j", img], capture_output=True, text=True).stdout
+        for line in out.splitlines():
+            subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)
+    shutil.rmtree(d, ignore_errors=True)
+
+
 def cleanup_celld(celld):
     """Teardown that leaves nothing behind, even after a failed test."""
-    d = os.path.realpath(celld.dir)
     try:
-        kill_containers(d)
+        kill_containers(os.path.realpath(celld.dir))
     finally:
         celld.kill()
-        for mp in _mounts_below(d):
-            subprocess.run(["umount", "-l", mp], capture_output=True)
-        for img in glob.glob(os.path.join(d, "disks", "*")):
-            out = subprocess.run(["losetup", "-j", img], capture_output=True, text=True).stdout
-            for line in out.splitlines():
-                subprocess.run(["losetup", "-d", line.split(":")[0]], capture_output=True)
-        shutil.rmtree(d, ignore_errors=True)
+        release_state_dir(celld.dir)
 
 
 def events_socket(celld, types="lifecycle"):

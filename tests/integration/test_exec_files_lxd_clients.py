@@ -185,7 +185,7 @@ def test_lxc_file_push_pull_delete(env, lxc, tmp_path):
         assert (back / "tree" / rel).read_bytes() == (tree / rel).read_bytes(), rel
     # Errors come back as the client's errors.
     p = lxc("file", "pull", "%s/root/nope" % name, str(tmp_path / "x"), check=False)
-    assert p.returncode != 0 and b"not found" in p.stderr.lower(), p
+    assert p.returncode != 0 and b"no such file" in p.stderr.lower(), p
     sh(d, name, "rm -rf /root/tree")
 
 
