@@ -29,6 +29,7 @@
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/strbuf.h"
+#include "common/util.h"
 #include "daemon/daemon.h"
 #include "daemon/inst_lxc.h"
 #include "daemon/operations.h"
@@ -41,12 +42,13 @@
  * closes, and an input event for the proxy still queued in the same epoll
  * batch then reads a closed fd, which ends the monitor's mainloop: the
  * container dies.  So the socket is closed only once whatever the client
- * typed last has surely been forwarded. */
-#define CON_LINGER_MS 200
-/* The monitor frees a detached console asynchronously: a client coming
- * back at once may find it still taken for a moment. */
-#define CON_GETFD_TRIES 10
-#define CON_GETFD_RETRY_US (50 * 1000)
+ * typed last has surely been forwarded: CON_LINGER_MS after the last
+ * input (at once in the usual case, a detach well after the last key). */
+#define CON_LINGER_MS 100
+/* The monitor frees a detached console asynchronously (and we may linger):
+ * a client coming back at once may find it still taken for a moment. */
+#define CON_GETFD_TRIES 100
+#define CON_GETFD_RETRY_US (10 * 1000)
 
 enum { CON_WS_TTY, CON_WS_CONTROL, CON_WS_N };
 static const char *const con_ws_names[CON_WS_N] = { "0", "control" };
@@ -79,6 +81,7 @@ struct con_session {
 	struct con_handle *poll, *timer;
 	int master, sock;           /* loop-owned once attached */
 	unsigned poll_events;
+	int64_t last_input_ms;      /* when input last went to the console */
 	strbuf pending;             /* client input the console has not taken */
 	bool attaching, attached, finished, rx_paused;
 	/* Written by the worker, read by the loop after it: */
@@ -199,11 +202,12 @@ static void con_linger_done(uv_timer_t *t)
 	uv_close((uv_handle_t *)t, con_linger_closed);
 }
 
-/* Give the console back to the monitor after CON_LINGER_MS (see there);
- * at once when the daemon stops or nothing can be allocated. */
-static void con_release(int sock)
+/* Give the console back to the monitor CON_LINGER_MS after the last input
+ * (see there); at once when the daemon stops or nothing can be allocated. */
+static void con_release(int sock, int64_t last_input_ms)
 {
-	struct con_linger *l = celld->shutting_down ? NULL : calloc(1, sizeof(*l));
+	int64_t wait = last_input_ms + CON_LINGER_MS - util_now_ms();
+	struct con_linger *l = celld->shutting_down || wait <= 0 ? NULL : calloc(1, sizeof(*l));
 
 	if (!l) {
 		close(sock);
@@ -212,7 +216,7 @@ static void con_release(int sock)
 	l->sock = sock;
 	l->timer.data = l;
 	uv_timer_init(celld->loop, &l->timer);
-	uv_timer_start(&l->timer, con_linger_done, CON_LINGER_MS, 0);
+	uv_timer_start(&l->timer, con_linger_done, (uint64_t)wait, 0);
 }
 
 static void con_finish(struct con_session *s, const char *fail)
@@ -229,7 +233,7 @@ static void con_finish(struct con_session *s, const char *fail)
 		close(s->master);
 	/* Closing the command socket gives the console back to the monitor. */
 	if (s->sock >= 0)
-		con_release(s->sock);
+		con_release(s->sock, s->last_input_ms);
 	s->master = s->sock = -1;
 	sb_free(&s->pending);
 	for (int i = 0; i < CON_WS_N; i++)
@@ -306,6 +310,7 @@ static void con_flush(struct con_session *s)
 		if (n < 0)
 			return con_finish(s, NULL);
 		off += (size_t)n;
+		s->last_input_ms = util_now_ms();
 	}
 	if (off) {
 		memmove(s->pending.buf, s->pending.buf + off, s->pending.len - off);
@@ -439,6 +444,7 @@ static void con_work(uv_work_t *w)
 		sock = c->console_getfd(c, &tty, &master);
 		if (sock >= 0 || !c->is_running(c))
 			break;
+		log_debug("DBG console busy, retry %d", i);
 		usleep(CON_GETFD_RETRY_US);
 	}
 	lxc_container_put(c);
@@ -457,6 +463,7 @@ static void con_work(uv_work_t *w)
 	fcntl(master, F_SETFD, FD_CLOEXEC);
 	s->work_sock = sock;
 	s->work_master = master;
+	log_debug("DBG console attached sock %d master %d", sock, master);
 }
 
 static int con_attached(struct con_session *s)

@@ -22,6 +22,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/daemon.h"
+#include "daemon/db.h"
 #include "daemon/events.h"
 #include "daemon/http.h"
 #include "daemon/images.h"
@@ -472,9 +473,15 @@ static void autostart_done(uv_work_t *w, int status) { free(w); }
 
 void instances_boot_autostart(void)
 {
-	uv_work_t *w = calloc(1, sizeof(*w));
+	uv_work_t *w;
+	int64_t n = 1;
+	cell_error err;
 
-	if (w && uv_queue_work(celld->loop, w, autostart_run, autostart_done) < 0)
+	/* No instances: nothing to start, and no reason to wake the thread pool. */
+	db_query_int(&n, &err, "SELECT COUNT(*) FROM instances", NULL);
+	if (n == 0 || !(w = calloc(1, sizeof(*w))))
+		return;
+	if (uv_queue_work(celld->loop, w, autostart_run, autostart_done) < 0)
 		free(w);
 }
 
@@ -568,6 +575,18 @@ static void expiry_schedule(void)
 }
 
 static void on_expiry_kick(uv_async_t *a) { expiry_schedule(); }
+
+/* A quick look on the loop at start-up: most hosts have no expiring
+ * snapshot, and then no worker thread needs to start at all. */
+static bool expiry_any(void)
+{
+	int64_t n = 1;
+	cell_error err;
+
+	db_query_int(&n, &err, "SELECT COUNT(*) FROM instances_snapshots "
+		     "WHERE expires_at != '0001-01-01T00:00:00Z'", NULL);
+	return n > 0;
+}
 
 void inst_snapshots_changed(void)
 {
@@ -881,7 +900,8 @@ int instances_init(cell_error *err)
 	uv_timer_init(celld->loop, &expiry_timer);
 	uv_async_init(celld->loop, &expiry_kick, on_expiry_kick);
 	boot_up = true;
-	expiry_schedule();
+	if (expiry_any())
+		expiry_schedule();
 	return 0;
 }
 

@@ -3,7 +3,8 @@
 set -eu
 export DEBIAN_FRONTEND=noninteractive
 BUILD="build-essential cmake pkg-config libwebsockets-dev libwebsockets-evlib-uv libuv1-dev
- libjansson-dev libsqlite3-dev libyaml-dev libarchive-dev libssl-dev lxc-dev"
+ libjansson-dev libsqlite3-dev libyaml-dev libarchive-dev libssl-dev lxc-dev
+ libacl1-dev libzstd-dev liblz4-dev libbz2-dev liblzma-dev zlib1g-dev nettle-dev"
 RUN="lxc uidmap rsync btrfs-progs squashfs-tools iptables dnsmasq-base curl"
 TEST="libcmocka-dev python3 python3-pytest python3-websocket busybox-static
  lxd-client python3-pylxd xz-utils zstd bzip2 tmux"

@@ -635,7 +635,7 @@ static void test_create_roundtrip(void **state)
 	assert_string_equal(comp, "gzip");
 
 	a = archive_read_new();
-	archive_read_support_format_all(a);
+	archive_read_support_format_tar(a);
 	archive_read_support_filter_all(a);
 	assert_int_equal(archive_read_open_filename(a, out, 65536), ARCHIVE_OK);
 	while (archive_read_next_header(a, &e) == ARCHIVE_OK) {
