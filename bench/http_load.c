@@ -45,11 +45,12 @@ static int dial(const char *path)
 	return fd;
 }
 
-/* Read one response with Content-Length; returns 0, or -1 on error. */
+/* Read one response (Content-Length, or chunked as LXD answers); 0 or -1. */
 static int read_response(int fd, char *buf, size_t cap)
 {
 	size_t have = 0, need = 0;
 	char *hdr_end = NULL;
+	int chunked = 0;
 
 	for (;;) {
 		ssize_t n = read(fd, buf + have, cap - have - 1);
@@ -59,13 +60,19 @@ static int read_response(int fd, char *buf, size_t cap)
 		buf[have] = '\0';
 		if (!hdr_end && (hdr_end = strstr(buf, "\r\n\r\n"))) {
 			char *cl = strcasestr(buf, "content-length:");
-			if (!cl || strncmp(buf + 9, "200", 3))
+			if (strncmp(buf + 9, "200", 3))
 				return -1;
-			need = (size_t)(hdr_end + 4 - buf) + strtoul(cl + 15, NULL, 10);
+			chunked = !cl && strcasestr(buf, "transfer-encoding: chunked") != NULL;
+			if (!cl && !chunked)
+				return -1;
+			if (cl)
+				need = (size_t)(hdr_end + 4 - buf) + strtoul(cl + 15, NULL, 10);
 			if (need >= cap)
 				return -1;
 		}
-		if (hdr_end && have >= need)
+		if (hdr_end && chunked && have >= 5 && !memcmp(buf + have - 5, "0\r\n\r\n", 5))
+			return 0;
+		if (hdr_end && !chunked && have >= need)
 			return have == need ? 0 : -1;
 	}
 }
