@@ -232,9 +232,19 @@ static void xenv_default(json_t *env, const char *key, const char *value)
 		json_object_set_new(env, key, json_string(value));
 }
 
+/* LXD's default PATH, plus /snap/bin and NixOS's bin where they exist. */
+static void xenv_path(json_t *env, int rootfd)
+{
+	bool snap = xexec_exists_in(rootfd, "/snap");
+	bool nixos = xexec_exists_in(rootfd, "/etc/NIXOS");
+	_cleanup_free_ char *path = xasprintf("%s%s%s", XEXEC_PATH, snap ? ":/snap/bin" : "",
+					      nixos ? ":/run/current-system/sw/bin" : "");
+
+	xenv_default(env, "PATH", path ? path : XEXEC_PATH);
+}
+
 /* LXD's order: the request, then environment.* of the expanded config, then
- * PATH (with /snap/bin and NixOS's bin when present), HOME and USER for
- * root, LANG. */
+ * PATH, HOME and USER for root, LANG. */
 static void xenv_defaults(struct xreq *r, const struct inst *in, int rootfd)
 {
 	const char *k;
@@ -243,20 +253,8 @@ static void xenv_defaults(struct xreq *r, const struct inst *in, int rootfd)
 	json_object_foreach(in->exp_config, k, v)
 		if (str_has_prefix(k, "environment.") && k[12] && json_is_string(v))
 			xenv_default(r->env, k + 12, json_string_value(v));
-	if (!json_object_get(r->env, "PATH")) {
-		_cleanup_free_ char *path = strdup(XEXEC_PATH);
-		if (path && xexec_exists_in(rootfd, "/snap")) {
-			char *p = xasprintf("%s:/snap/bin", path);
-			free(path);
-			path = p;
-		}
-		if (path && xexec_exists_in(rootfd, "/etc/NIXOS")) {
-			char *p = xasprintf("%s:/run/current-system/sw/bin", path);
-			free(path);
-			path = p;
-		}
-		xenv_default(r->env, "PATH", path ? path : XEXEC_PATH);
-	}
+	if (!json_object_get(r->env, "PATH"))
+		xenv_path(r->env, rootfd);
 	if (r->uid == 0) {
 		xenv_default(r->env, "HOME", "/root");
 		xenv_default(r->env, "USER", "root");

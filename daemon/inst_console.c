@@ -41,10 +41,16 @@
 /* liblxc 5.0's monitor frees the console proxy when our command socket
  * closes, and an input event for the proxy still queued in the same epoll
  * batch then reads a closed fd, which ends the monitor's mainloop: the
- * container dies.  So the socket is closed only once whatever the client
- * typed last has surely been forwarded: CON_LINGER_MS after the last
- * input (at once in the usual case, a detach well after the last key). */
-#define CON_LINGER_MS 100
+ * container dies.  So the socket is closed only once the monitor has read
+ * every byte we wrote: nothing unread on the proxy's terminal side (an fd
+ * to it opened at the end, FIONREAD) and CON_LINGER_SETTLE_MS since our last
+ * write, because the kernel moves pty input into the readable buffer from
+ * a workqueue, where FIONREAD does not see it.  Polled every
+ * CON_LINGER_TICK_MS, for at most CON_LINGER_MAX_MS.  In the usual detach,
+ * long after the last key, the socket closes at once. */
+#define CON_LINGER_SETTLE_MS 30
+#define CON_LINGER_TICK_MS 10
+#define CON_LINGER_MAX_MS 2000
 /* The monitor frees a detached console asynchronously (and we may linger):
  * a client coming back at once may find it still taken for a moment. */
 #define CON_GETFD_TRIES 100
@@ -81,7 +87,7 @@ struct con_session {
 	struct con_handle *poll, *timer;
 	int master, sock;           /* loop-owned once attached */
 	unsigned poll_events;
-	int64_t last_input_ms;      /* when input last went to the console */
+	int64_t last_write_ms;      /* our last write to the console */
 	strbuf pending;             /* client input the console has not taken */
 	bool attaching, attached, finished, rx_paused;
 	/* Written by the worker, read by the loop after it: */
@@ -186,7 +192,9 @@ unsigned inst_console_sessions_live(void) { return con_live; }
 
 struct con_linger {
 	uv_timer_t timer;
-	int sock;
+	int sock, peer;
+	int64_t last_write_ms;
+	unsigned ticks;
 };
 
 static void con_linger_closed(uv_handle_t *h)
@@ -194,29 +202,69 @@ static void con_linger_closed(uv_handle_t *h)
 	struct con_linger *l = h->data;
 
 	close(l->sock);
+	if (l->peer >= 0)
+		close(l->peer);
 	free(l);
 }
 
-static void con_linger_done(uv_timer_t *t)
+static bool con_input_pending(int peer, int64_t last_write_ms)
 {
+	int n = 0;
+
+	if (util_now_ms() - last_write_ms < CON_LINGER_SETTLE_MS)
+		return true;
+	return peer >= 0 && ioctl(peer, FIONREAD, &n) == 0 && n > 0;
+}
+
+static void con_linger_tick(uv_timer_t *t)
+{
+	struct con_linger *l = t->data;
+
+	if (con_input_pending(l->peer, l->last_write_ms) &&
+	    ++l->ticks < CON_LINGER_MAX_MS / CON_LINGER_TICK_MS)
+		return;
+	uv_timer_stop(t);
 	uv_close((uv_handle_t *)t, con_linger_closed);
 }
 
-/* Give the console back to the monitor CON_LINGER_MS after the last input
- * (see there); at once when the daemon stops or nothing can be allocated. */
-static void con_release(int sock, int64_t last_input_ms)
+/* Give the console back to the monitor once it has read all our input
+ * (see CON_LINGER_TICK_MS); at once when the daemon stops. */
+static void con_release(int sock, int peer, int64_t last_write_ms)
 {
-	int64_t wait = last_input_ms + CON_LINGER_MS - util_now_ms();
-	struct con_linger *l = celld->shutting_down || wait <= 0 ? NULL : calloc(1, sizeof(*l));
+	struct con_linger *l = NULL;
 
+	if (!celld->shutting_down && con_input_pending(peer, last_write_ms))
+		l = calloc(1, sizeof(*l));
 	if (!l) {
 		close(sock);
+		if (peer >= 0)
+			close(peer);
 		return;
 	}
 	l->sock = sock;
+	l->peer = peer;
+	l->last_write_ms = last_write_ms;
 	l->timer.data = l;
 	uv_timer_init(celld->loop, &l->timer);
-	uv_timer_start(&l->timer, con_linger_done, (uint64_t)wait, 0);
+	uv_timer_start(&l->timer, con_linger_tick, CON_LINGER_TICK_MS, CON_LINGER_TICK_MS);
+}
+
+static void con_detach(struct con_session *s)
+{
+	/* The proxy's terminal side, only asked how much is unread (FIONREAD)
+	 * until the socket closes; opened no earlier, or the session would keep
+	 * the proxy alive after the monitor let go of it (no EIO at a stop). */
+	int peer = s->master >= 0 ? ioctl(s->master, TIOCGPTPEER, O_RDONLY | O_NOCTTY |
+					  O_NONBLOCK | O_CLOEXEC) : -1;
+
+	if (s->master >= 0)
+		close(s->master);
+	/* Closing the command socket gives the console back to the monitor. */
+	if (s->sock >= 0)
+		con_release(s->sock, peer, s->last_write_ms);
+	else if (peer >= 0)
+		close(peer);
+	s->master = s->sock = -1;
 }
 
 static void con_finish(struct con_session *s, const char *fail)
@@ -229,12 +277,7 @@ static void con_finish(struct con_session *s, const char *fail)
 	con_untrack(s);
 	con_handle_close(&s->timer);
 	con_handle_close(&s->poll);   /* before close(): libuv drops the fd from epoll */
-	if (s->master >= 0)
-		close(s->master);
-	/* Closing the command socket gives the console back to the monitor. */
-	if (s->sock >= 0)
-		con_release(s->sock, s->last_input_ms);
-	s->master = s->sock = -1;
+	con_detach(s);
 	sb_free(&s->pending);
 	for (int i = 0; i < CON_WS_N; i++)
 		if (s->chan[i].ws)
@@ -310,7 +353,7 @@ static void con_flush(struct con_session *s)
 		if (n < 0)
 			return con_finish(s, NULL);
 		off += (size_t)n;
-		s->last_input_ms = util_now_ms();
+		s->last_write_ms = util_now_ms();
 	}
 	if (off) {
 		memmove(s->pending.buf, s->pending.buf + off, s->pending.len - off);
@@ -444,7 +487,6 @@ static void con_work(uv_work_t *w)
 		sock = c->console_getfd(c, &tty, &master);
 		if (sock >= 0 || !c->is_running(c))
 			break;
-		log_debug("DBG console busy, retry %d", i);
 		usleep(CON_GETFD_RETRY_US);
 	}
 	lxc_container_put(c);
@@ -463,7 +505,6 @@ static void con_work(uv_work_t *w)
 	fcntl(master, F_SETFD, FD_CLOEXEC);
 	s->work_sock = sock;
 	s->work_master = master;
-	log_debug("DBG console attached sock %d master %d", sock, master);
 }
 
 static int con_attached(struct con_session *s)

@@ -403,6 +403,8 @@ static void render_base(struct render *r)
 	else
 		kv(r, "lxc.console.logfile", "%s/console.log", r->dir);
 	kv(r, "lxc.console.buffer.size", "auto");
+	/* liblxc rewrites the log at stop, capped at this size: 0 would empty it. */
+	kv(r, "lxc.console.size", "auto");
 	/* Fixed names (no liblxc "-1" suffixes) so state is found by name alone. */
 	kv(r, "lxc.cgroup.dir.container", "%s.payload.%s", pfx, s->name);
 	kv(r, "lxc.cgroup.dir.monitor", "%s.monitor.%s", pfx, s->name);

@@ -489,3 +489,30 @@ def test_measure_exec_round_trip(env):
         task_times.append(time.time() - t0)
     print("\ncontainer exec true: median %.1f ms with 4 websockets, %.1f ms without" % (
         statistics.median(ws_times) * 1e3, statistics.median(task_times) * 1e3))
+
+
+def test_daemon_stops_with_sessions_open():
+    """SIGTERM with interactive and non-interactive sessions running and one
+    waiting for its websockets: celld exits 0, sanitizer-clean, every helper
+    it spawned is gone, and the commands inside were killed."""
+    d = Celld().start()   # not under tmp_path: the container's root must reach its rootfs
+    try:
+        name = unique("sd")
+        fx.create_busybox(d, name, start=True)
+        keep = [Session(d, name, ["sleep", "1001"]),
+                Session(d, name, ["sleep", "1002"], interactive=True),
+                Session(d, name, ["sleep", "1003"], connect=False)]
+        post_exec(d, name, ["sleep", "1004"], **{"wait-for-websocket": False})
+        time.sleep(0.5)
+        spawned = children(d.proc.pid)
+        assert spawned
+        assert d.stop() == 0
+        for p in spawned:
+            assert not os.path.exists("/proc/%d" % p) or \
+                open("/proc/%d/stat" % p).read().split()[2] == "Z"
+        for s in keep:
+            s.close()
+        ps = fx.attach(d, name, "ps").stdout
+        assert not any("sleep 100%d" % i in ps for i in range(1, 5)), ps
+    finally:
+        fx.cleanup_celld(d)
