@@ -496,3 +496,20 @@ int cli_put_config_keys(struct cli_client *c, const char *path, const char *cons
 	}
 	return cli_query_wait(c, "PUT", path, w, etag, NULL, err);
 }
+
+int cli_run_set_keys(struct cli_ctx *ctx, struct cli_args *a, cli_open_fn open,
+		     const char *const *put_keys, bool unset, cell_error *err)
+{
+	_cleanup_obj_ struct cli_obj o = {0};
+	_cleanup_free_ char *path = NULL;
+	_cleanup_json_ json_t *keys = unset ? json_pack("{s:s}", a->argv[1], "") : json_object();
+	int rc;
+
+	if (!keys)
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	if (!unset && (rc = cli_parse_keyvals(a->argv + 1, a->argc - 1, keys, err)) < 0)
+		return rc;
+	if ((rc = open(ctx, a->argv[0], &o, &path, err)) < 0)
+		return rc;
+	return cli_put_config_keys(o.c, path, put_keys, keys, err);
+}

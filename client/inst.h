@@ -63,6 +63,13 @@ json_t *cli_json_pick(json_t *v, const char *const *keys);
  * key) and PUT it back with the ETag: `profile set`, `storage set`, ... */
 int cli_put_config_keys(struct cli_client *c, const char *path, const char *const *put_keys,
 			json_t *keys, cell_error *err);
+/* `<group> set <obj> k=v...` / `<group> unset <obj> k`: open the object with
+ * `open` (its API path into *path), then cli_put_config_keys. */
+struct cli_args;
+typedef int (*cli_open_fn)(struct cli_ctx *ctx, const char *raw, struct cli_obj *o, char **path,
+			   cell_error *err);
+int cli_run_set_keys(struct cli_ctx *ctx, struct cli_args *a, cli_open_fn open,
+		     const char *const *put_keys, bool unset, cell_error *err);
 
 /* Go's units.GetByteSizeStringIEC / GetByteSizeString with precision 2. */
 void cli_size_iec(int64_t bytes, char out[32]);

@@ -164,32 +164,14 @@ static int run_get(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 	return 0;
 }
 
-static int set_keys(struct cli_ctx *ctx, const char *raw, json_t *keys, cell_error *err)
-{
-	_cleanup_obj_ struct cli_obj o = {0};
-	_cleanup_free_ char *path = NULL;
-	int rc = open_profile(ctx, raw, &o, &path, err);
-
-	return rc < 0 ? rc : cli_put_config_keys(o.c, path, profile_put_keys, keys, err);
-}
-
 static int run_set(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 {
-	_cleanup_json_ json_t *keys = json_object();
-	int rc;
-
-	if (!keys)
-		return cell_err(err, 500, ENOMEM, "out of memory");
-	if ((rc = cli_parse_keyvals(a->argv + 1, a->argc - 1, keys, err)) < 0)
-		return rc;
-	return set_keys(ctx, a->argv[0], keys, err);
+	return cli_run_set_keys(ctx, a, open_profile, profile_put_keys, false, err);
 }
 
 static int run_unset(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 {
-	_cleanup_json_ json_t *keys = json_pack("{s:s}", a->argv[1], "");
-
-	return keys ? set_keys(ctx, a->argv[0], keys, err) : cell_err(err, 500, ENOMEM, "out of memory");
+	return cli_run_set_keys(ctx, a, open_profile, profile_put_keys, true, err);
 }
 
 static const char edit_help[] =
