@@ -9,8 +9,9 @@ from cellenv import Celld  # noqa: E402
 
 @pytest.fixture
 def celld():
-    d = Celld().start()
+    d = Celld()
     try:
+        d.start()
         yield d
         rc = d.stop()
         assert rc == 0, "celld exited %s:\n%s" % (rc, d.stderr()[-4000:])
