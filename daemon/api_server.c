@@ -21,12 +21,12 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 #include <uv.h>
-#include <lxc/lxccontainer.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/config.h"
+#include "daemon/lxc_info.h"
 #include "daemon/daemon.h"
 #include "daemon/events.h"
 #include "daemon/http.h"
@@ -103,22 +103,6 @@ static json_t *server_kernel_features(const char *release)
 	return f;
 }
 
-static json_t *server_lxc_features(void)
-{
-	static const char *const names[] = {
-		"mount_injection_file", "seccomp_notify", "network_ipvlan", "network_l2proxy",
-		"network_gateway_device_route", "network_phys_macvlan_mtu", "network_veth_router",
-		"cgroup2", "pidfd", "seccomp_allow_deny_syntax", "devpts_fd",
-		"seccomp_proxy_send_notify_fd", "idmapped_mounts_v2", "core_scheduling",
-	};
-	json_t *f = json_object();
-
-	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
-		json_object_set_new(f, names[i],
-				    json_string(lxc_has_api_extension(names[i]) ? "true" : "false"));
-	return f;
-}
-
 /* One os-release value, unquoted; "" when absent. */
 static void os_release_value(const char *text, const char *key, char *out, size_t n)
 {
@@ -160,7 +144,9 @@ static json_t *server_env_build_static(void)
 {
 	struct utsname u;
 	json_t *env;
-	const char *lxcv = lxc_get_version();
+	_cleanup_json_ json_t *lxc = lxc_info_load();
+	const char *lxcv = json_string_value(json_object_get(lxc, "version"));
+	json_t *feats = json_object_get(lxc, "features");
 
 	if (uname(&u) < 0)
 		memset(&u, 0, sizeof(u));
@@ -171,7 +157,7 @@ static json_t *server_env_build_static(void)
 			"driver_version", lxcv ? lxcv : "",
 			"kernel_features", server_kernel_features(u.release),
 			"kernel", u.sysname,
-			"lxc_features", server_lxc_features(),
+			"lxc_features", feats ? json_incref(feats) : json_object(),
 			"kernel_architecture", u.machine,
 			"kernel_version", u.release,
 			"server", "celld",

@@ -20,6 +20,7 @@
 #include "daemon/events.h"
 #include "daemon/fork.h"
 #include "daemon/identity.h"
+#include "daemon/lxc_info.h"
 #include "daemon/instances.h"
 #include "daemon/operations.h"
 #include "daemon/pools.h"
@@ -182,6 +183,8 @@ int main(int argc, char **argv)
 
 	if (argc > 1 && !strcmp(argv[1], "gencert"))
 		return identity_gencert_main(argc, argv);
+	if (argc > 1 && !strcmp(argv[1], "lxcinfo"))
+		return lxc_info_main();
 	if (argc > 1 && !strncmp(argv[1], "fork", 4))   /* celld fork* helpers */
 		return fork_main(argc, argv);
 
