@@ -137,6 +137,16 @@ def children(pid):
     return out
 
 
+def stop_and_check_children(d):
+    """SIGTERM celld; it must exit 0 and leave no process it spawned alive."""
+    spawned = children(d.proc.pid)
+    assert spawned
+    assert d.stop() == 0
+    for p in spawned:
+        assert not os.path.exists("/proc/%d" % p) or \
+            open("/proc/%d/stat" % p).read().split()[2] == "Z"
+
+
 def vm_kb(pid, key):
     with open("/proc/%d/status" % pid) as f:
         for line in f:
@@ -502,12 +512,7 @@ def shutdown_with(tmp_path, setup):
     try:
         keep = setup(d)
         time.sleep(0.3)
-        spawned = children(d.proc.pid)
-        assert spawned
-        assert d.stop() == 0
-        for p in spawned:
-            assert not os.path.exists("/proc/%d" % p) or \
-                open("/proc/%d/stat" % p).read().split()[2] == "Z"
+        stop_and_check_children(d)
         for w in keep:
             w.close()
     finally:

@@ -18,7 +18,7 @@ import websocket
 from cellenv import Celld
 import images_fixture as fx
 from images_fixture import unique
-from test_exec_io import OP_TEXT, GONE, children, fd_count, read_stream
+from test_exec_io import OP_TEXT, GONE, children, fd_count, read_stream, stop_and_check_children
 from wsutil import ws_unix
 
 
@@ -504,12 +504,7 @@ def test_daemon_stops_with_sessions_open():
                 Session(d, name, ["sleep", "1003"], connect=False)]
         post_exec(d, name, ["sleep", "1004"], **{"wait-for-websocket": False})
         time.sleep(0.5)
-        spawned = children(d.proc.pid)
-        assert spawned
-        assert d.stop() == 0
-        for p in spawned:
-            assert not os.path.exists("/proc/%d" % p) or \
-                open("/proc/%d/stat" % p).read().split()[2] == "Z"
+        stop_and_check_children(d)
         for s in keep:
             s.close()
         ps = fx.attach(d, name, "ps").stdout
