@@ -513,3 +513,47 @@ int cli_run_set_keys(struct cli_ctx *ctx, struct cli_args *a, cli_open_fn open,
 		return rc;
 	return cli_put_config_keys(o.c, path, put_keys, keys, err);
 }
+
+struct cli_edit_arg {
+	const struct cli_edit_spec *spec;
+	struct cli_obj *o;
+	const char *path, *etag;
+};
+
+static int cli_edit_apply(const char *text, size_t len, void *arg, cell_error *err)
+{
+	struct cli_edit_arg *e = arg;
+	_cleanup_json_ json_t *in = NULL;
+	_cleanup_json_ json_t *body = NULL;
+	int rc = cli_yaml_object(text, len, e->spec->string_keys, &in, err);
+
+	if (rc < 0)
+		return rc;
+	if (!(body = cli_json_pick(in, e->spec->put_keys)))
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	return cli_query_wait(e->o->c, "PUT", e->path, body, e->etag, NULL, err);
+}
+
+int cli_run_edit(struct cli_ctx *ctx, struct cli_args *a, const struct cli_edit_spec *spec,
+		 cell_error *err)
+{
+	_cleanup_obj_ struct cli_obj o = {0};
+	_cleanup_free_ char *path = NULL;
+	_cleanup_free_ char *etag = NULL;
+	_cleanup_json_ json_t *obj = NULL;
+	_cleanup_json_ json_t *shown = NULL;
+	struct cli_edit_arg e = { spec, &o, NULL, NULL };
+	int rc = spec->open(ctx, a->argv[0], &o, &path, err);
+
+	if (rc < 0)
+		return rc;
+	e.path = path;
+	if (!isatty(STDIN_FILENO))
+		return cli_edit_stdin(cli_edit_apply, &e, err);
+	if ((rc = cli_get(o.c, path, &obj, &etag, err)) < 0)
+		return rc;
+	if (!(shown = cli_json_pick(obj, spec->shown_keys)))
+		return cell_err(err, 500, ENOMEM, "out of memory");
+	e.etag = etag;
+	return cli_edit_object(shown, spec->help, cli_edit_apply, &e, err);
+}

@@ -102,4 +102,17 @@ int cli_edit_object(json_t *shown, const char *help, cli_apply_fn apply, void *a
 /* Parse YAML text into an object, string-typed under the given keys ("config", "devices"). */
 int cli_yaml_object(const char *text, size_t len, const char *const *string_keys, json_t **out, cell_error *err);
 
+/* `<group> edit <obj>` for profiles, pools, ...: GET the object opened with
+ * `open`, show shown_keys in $EDITOR (or read stdin when it is not a
+ * terminal), then PUT put_keys of the result with the ETag. */
+struct cli_edit_spec {
+	cli_open_fn open;
+	const char *const *shown_keys;
+	const char *const *put_keys;
+	const char *const *string_keys;   /* maps whose scalars stay strings */
+	const char *help;
+};
+int cli_run_edit(struct cli_ctx *ctx, struct cli_args *a, const struct cli_edit_spec *spec,
+		 cell_error *err);
+
 #endif

@@ -193,47 +193,15 @@ static const char edit_help[] =
 	"###\n"
 	"### Note that the name is shown but cannot be changed";
 
-struct edit_arg {
-	struct cli_obj *o;
-	const char *path, *etag;
-};
-
-static int apply_edit(const char *text, size_t len, void *arg, cell_error *err)
-{
-	static const char *const string_keys[] = { "config", "devices", NULL };
-	struct edit_arg *e = arg;
-	_cleanup_json_ json_t *in = NULL;
-	_cleanup_json_ json_t *body = NULL;
-	int rc = cli_yaml_object(text, len, string_keys, &in, err);
-
-	if (rc < 0)
-		return rc;
-	if (!(body = cli_json_pick(in, profile_put_keys)))
-		return cell_err(err, 500, ENOMEM, "out of memory");
-	return cli_query_wait(e->o->c, "PUT", e->path, body, e->etag, NULL, err);
-}
-
 static int run_edit(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 {
-	_cleanup_obj_ struct cli_obj o = {0};
-	_cleanup_free_ char *path = NULL;
-	_cleanup_free_ char *etag = NULL;
-	_cleanup_json_ json_t *prof = NULL;
-	_cleanup_json_ json_t *shown = NULL;
-	struct edit_arg e = { &o, NULL, NULL };
-	int rc = open_profile(ctx, a->argv[0], &o, &path, err);
+	static const char *const string_keys[] = { "config", "devices", NULL };
+	static const struct cli_edit_spec spec = {
+		.open = open_profile, .shown_keys = profile_keys, .put_keys = profile_put_keys,
+		.string_keys = string_keys, .help = edit_help,
+	};
 
-	if (rc < 0)
-		return rc;
-	e.path = path;
-	if (!isatty(STDIN_FILENO))
-		return cli_edit_stdin(apply_edit, &e, err);
-	if ((rc = cli_get(o.c, path, &prof, &etag, err)) < 0)
-		return rc;
-	if (!(shown = cli_json_pick(prof, profile_keys)))
-		return cell_err(err, 500, ENOMEM, "out of memory");
-	e.etag = etag;
-	return cli_edit_object(shown, edit_help, apply_edit, &e, err);
+	return cli_run_edit(ctx, a, &spec, err);
 }
 
 /* --------------------------------------------- an instance's profiles */

@@ -322,17 +322,16 @@ int db_inst_get(const char *name, struct inst *out, cell_error *err)
 	return rc;
 }
 
-int db_inst_names(char ***out, cell_error *err)
+/* Column 0 of every row of st (prepared with result rc) as a NULL-terminated
+ * array, empty when there are none. */
+static int col0_strv(sqlite3_stmt *st, int rc, char ***out, cell_error *err)
 {
-	_cleanup_stmt_ sqlite3_stmt *st = NULL;
 	char **v = calloc(1, sizeof(*v));
 	size_t n = 0;
-	int rc;
 
 	*out = NULL;
 	if (!v)
 		return oom(err);
-	rc = db_stmt(&st, err, "SELECT name FROM instances ORDER BY name", NULL);
 	while (rc >= 0 && (rc = db_step(st, err)) == 1) {
 		char **nv = realloc(v, (n + 2) * sizeof(*v));
 		if (!nv) {
@@ -349,6 +348,14 @@ int db_inst_names(char ***out, cell_error *err)
 	}
 	*out = v;
 	return 0;
+}
+
+int db_inst_names(char ***out, cell_error *err)
+{
+	_cleanup_stmt_ sqlite3_stmt *st = NULL;
+	int rc = db_stmt(&st, err, "SELECT name FROM instances ORDER BY name", NULL);
+
+	return col0_strv(st, rc, out, err);
 }
 
 int db_inst_exists(const char *name, cell_error *err)
@@ -509,34 +516,12 @@ int db_inst_set_last_used(int64_t id, const char *when, cell_error *err)
 int db_inst_names_with_profile(const char *profile, char ***out, cell_error *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	char **v = NULL;
-	size_t n = 0;
-	int rc;
+	int rc = db_stmt(&st, err,
+			 "SELECT i.name FROM instances i JOIN instances_profiles ip ON ip.instance_id = i.id "
+			 "JOIN profiles p ON p.id = ip.profile_id WHERE p.name = ? ORDER BY i.name",
+			 "s", profile);
 
-	*out = NULL;
-	rc = db_stmt(&st, err,
-		     "SELECT i.name FROM instances i JOIN instances_profiles ip ON ip.instance_id = i.id "
-		     "JOIN profiles p ON p.id = ip.profile_id WHERE p.name = ? ORDER BY i.name",
-		     "s", profile);
-	while (rc >= 0 && (rc = db_step(st, err)) == 1) {
-		char **nv = realloc(v, (n + 2) * sizeof(*v));
-		if (!nv || !(nv[n] = db_col_strdup(st, 0))) {
-			if (nv)
-				v = nv;
-			rc = oom(err);
-			break;
-		}
-		v = nv;
-		v[++n] = NULL;
-	}
-	if (rc < 0) {
-		cell_strvfreep(&v);
-		return rc;
-	}
-	if (!v && !(v = calloc(1, sizeof(*v))))
-		return oom(err);
-	*out = v;
-	return 0;
+	return col0_strv(st, rc, out, err);
 }
 
 /* ---- snapshots ------------------------------------------------------------ */
@@ -691,27 +676,7 @@ int db_inst_profile_objs(json_t **out, cell_error *err)
 int db_inst_pool_names(char ***out, cell_error *err)
 {
 	_cleanup_stmt_ sqlite3_stmt *st = NULL;
-	char **v = calloc(1, sizeof(*v));
-	size_t n = 0;
-	int rc;
+	int rc = db_stmt(&st, err, "SELECT name FROM storage_pools ORDER BY name", NULL);
 
-	if (!v)
-		return oom(err);
-	rc = db_stmt(&st, err, "SELECT name FROM storage_pools ORDER BY name", NULL);
-	while (rc >= 0 && (rc = db_step(st, err)) == 1) {
-		char **nv = realloc(v, (n + 2) * sizeof(*v));
-		if (!nv) {
-			rc = oom(err);
-			break;
-		}
-		v = nv;
-		v[n] = db_col_strdup(st, 0);
-		v[++n] = NULL;
-	}
-	if (rc < 0) {
-		cell_strvfreep(&v);
-		return rc;
-	}
-	*out = v;
-	return 0;
+	return col0_strv(st, rc, out, err);
 }

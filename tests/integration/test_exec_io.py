@@ -8,10 +8,8 @@ containers exist.
 """
 import hashlib
 import os
-import socket
 import statistics
 import struct
-import subprocess
 import tempfile
 import threading
 import time
@@ -135,6 +133,38 @@ def children(pid):
             if int(fields[1]) == pid:
                 out.append(int(p))
     return out
+
+
+def check_concurrent_cat(d, sessions, payloads, io_timeout, join_timeout):
+    """Every `cat` session echoes its own payload while all run at once, and the
+    daemon keeps serving meanwhile; the sessions are closed afterwards."""
+    results = [None] * len(sessions)
+
+    def worker(i):
+        s = sessions[i]
+        got = {}
+        t = threading.Thread(target=lambda: got.__setitem__(1, read_stream(s.ws["1"])))
+        t.start()
+        s.send(payloads[i])
+        s.eof()
+        t.join(io_timeout)
+        results[i] = got.get(1, (None,))[0]
+
+    try:
+        threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(sessions))]
+        for t in threads:
+            t.start()
+        t0 = time.time()
+        assert d.get("/1.0").status == 200
+        assert time.time() - t0 < 2
+        for t in threads:
+            t.join(join_timeout)
+        for i in range(len(sessions)):
+            assert results[i] == payloads[i], i
+            assert sessions[i].wait()["metadata"]["return"] == 0
+    finally:
+        for s in sessions:
+            s.close()
 
 
 def stop_and_check_children(d):
@@ -447,35 +477,7 @@ def test_stdin_backpressure_pauses_client(celld):
 def test_many_concurrent_sessions(celld):
     n = 50
     sessions = [Session(celld, ["cat"]) for _ in range(n)]
-    try:
-        payloads = [os.urandom(200000 + i) for i in range(n)]
-        results = [None] * n
-
-        def worker(i):
-            s = sessions[i]
-            got = {}
-            t = threading.Thread(target=lambda: got.__setitem__(1, read_stream(s.ws["1"])))
-            t.start()
-            s.send(payloads[i])
-            s.eof()
-            t.join(60)
-            results[i] = got.get(1, (None,))[0]
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        # The daemon keeps serving while every session is open.
-        t0 = time.time()
-        assert celld.get("/1.0").status == 200
-        assert time.time() - t0 < 2
-        for t in threads:
-            t.join(120)
-        for i in range(n):
-            assert results[i] == payloads[i], i
-            assert sessions[i].wait()["metadata"]["return"] == 0
-    finally:
-        for s in sessions:
-            s.close()
+    check_concurrent_cat(celld, sessions, [os.urandom(200000 + i) for i in range(n)], 60, 120)
 
 
 def test_no_fd_or_process_leaks(celld):

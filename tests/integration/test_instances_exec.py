@@ -18,7 +18,8 @@ import websocket
 from cellenv import Celld
 import images_fixture as fx
 from images_fixture import unique
-from test_exec_io import OP_TEXT, GONE, children, fd_count, read_stream, stop_and_check_children
+from test_exec_io import GONE, children, fd_count, read_stream, stop_and_check_children,\
+    check_concurrent_cat
 from wsutil import ws_unix
 
 
@@ -325,34 +326,7 @@ def test_fifty_concurrent_sessions(env):
     d, name = env
     n = 50
     sessions = [Session(d, name, ["cat"]) for _ in range(n)]
-    try:
-        payloads = [os.urandom(100000 + i) for i in range(n)]
-        results = [None] * n
-
-        def worker(i):
-            s = sessions[i]
-            got = {}
-            t = threading.Thread(target=lambda: got.__setitem__(1, read_stream(s.ws["1"])))
-            t.start()
-            s.send(payloads[i])
-            s.eof()
-            t.join(120)
-            results[i] = got.get(1, (None,))[0]
-
-        threads = [threading.Thread(target=worker, args=(i,)) for i in range(n)]
-        for t in threads:
-            t.start()
-        t0 = time.time()
-        assert d.get("/1.0").status == 200     # the loop keeps serving meanwhile
-        assert time.time() - t0 < 2
-        for t in threads:
-            t.join(180)
-        for i in range(n):
-            assert results[i] == payloads[i], i
-            assert sessions[i].wait()["metadata"]["return"] == 0
-    finally:
-        for s in sessions:
-            s.close()
+    check_concurrent_cat(d, sessions, [os.urandom(100000 + i) for i in range(n)], 120, 180)
 
 
 # ---- bad input ---------------------------------------------------------------------------
