@@ -29,8 +29,8 @@
 #include "daemon/db.h"
 #include "daemon/events.h"
 #include "daemon/http.h"
-#include "daemon/http_chunked.h"
 #include "daemon/images.h"
+#include "daemon/images_list.h"
 #include "common/multipart.h"
 #include "daemon/operations.h"
 #include "daemon/router.h"
@@ -43,79 +43,9 @@ static void image_url(const char *fp, char out[96]) { snprintf(out, 96, "/1.0/im
 
 /* ---- GET /1.0/images ------------------------------------------------------------ */
 
-/*
- * Every listing is served from one snapshot of the store, rebuilt only when
- * the image tables changed (db_images_generation): each image's object, for
- * filters, and its compact JSON text, so an answer is a concatenation.
- * Clients ask often (lxc image list, every launch by alias).
- */
-struct list_entry {
-	bool public;
-	char fp[65];
-	json_t *obj;
-	char *text;
-	size_t len;
-};
-
-static struct {
-	uint64_t gen;
-	struct list_entry *v;
-	size_t n;
-} images_snap;
-
-static void snap_clear(void)
-{
-	for (size_t i = 0; i < images_snap.n; i++) {
-		json_decref(images_snap.v[i].obj);
-		free(images_snap.v[i].text);
-	}
-	free(images_snap.v);
-	memset(&images_snap, 0, sizeof(images_snap));
-}
-
-static int snap_refresh(cell_error *err)
-{
-	uint64_t gen = db_images_generation();
-	struct img_record *v = NULL;
-	struct list_entry *e;
-	size_t n = 0;
-
-	if (images_snap.gen == gen && gen)
-		return 0;
-	if (db_image_list(&v, &n, false, err) < 0)
-		return -EIO;
-	e = calloc(n ? n : 1, sizeof(*e));
-	if (!e) {
-		img_record_list_free(v, n);
-		return cell_err(err, 500, ENOMEM, "out of memory");
-	}
-	for (size_t i = 0, j = 0; i < n; i++) {
-		struct list_entry *old = NULL;
-		e[i].public = v[i].api.public;
-		snprintf(e[i].fp, sizeof(e[i].fp), "%s", v[i].api.fingerprint);
-		e[i].obj = api_image_to_json(&v[i].api);
-		/* Both lists are sorted by fingerprint: an unchanged image keeps
-		 * its text (serialising is the dearest part of a rebuild). */
-		while (j < images_snap.n && strcmp(images_snap.v[j].fp, e[i].fp) < 0)
-			j++;
-		if (j < images_snap.n && !strcmp(images_snap.v[j].fp, e[i].fp))
-			old = &images_snap.v[j];
-		if (old && old->text && e[i].obj && json_equal(old->obj, e[i].obj)) {
-			e[i].text = steal_ptr(old->text);
-			e[i].len = old->len;
-		} else {
-			e[i].text = e[i].obj ? json_dumps(e[i].obj, JSON_COMPACT) : NULL;
-			e[i].len = e[i].text ? strlen(e[i].text) : 0;
-		}
-	}
-	img_record_list_free(v, n);
-	snap_clear();
-	images_snap.v = e;
-	images_snap.n = n;
-	/* A write that raced the read above shows up at the next request. */
-	images_snap.gen = gen;
-	return 0;
-}
+/* Every listing is served from one snapshot of the store (images_list.h),
+ * which follows the tables image by image. */
+static struct img_list images_snap;
 
 /* resp_sync's envelope, written around the pieces. */
 #define SYNC_HEAD "{\"type\":\"sync\",\"status\":\"Success\",\"status_code\":200,\"operation\":\"\"," \
@@ -134,7 +64,7 @@ static void images_get(http_req *req, http_resp *resp)
 		resp_from_err(resp, &err);
 		return;
 	}
-	if (snap_refresh(&err) < 0) {
+	if (img_list_refresh(&images_snap, &err) < 0) {
 		api_filter_free(f);
 		resp_from_err(resp, &err);
 		return;
@@ -144,7 +74,7 @@ static void images_get(http_req *req, http_resp *resp)
 	sb_reset(b);
 	sb_puts(b, SYNC_HEAD);
 	for (size_t i = 0; i < images_snap.n; i++) {
-		const struct list_entry *e = &images_snap.v[i];
+		const struct img_list_entry *e = &images_snap.v[i];
 		if ((!req->trusted && !e->public) || !e->text || (f && !api_filter_match(f, e->obj)))
 			continue;
 		if (!first)
@@ -507,8 +437,6 @@ enum post_mode { POST_UNDECIDED, POST_JSON, POST_UPLOAD };
 struct img_post {
 	http_req *req;                /* NULL once the request is over */
 	enum post_mode mode;
-	bool chunked;
-	struct http_chunked ch;
 	strbuf json;
 	struct img_upload *up;
 	uv_async_t *drain;            /* the writer drained the queue: read again */
@@ -666,7 +594,6 @@ static int post_start_upload(struct img_post *st, cell_error *err)
 static int post_begin(http_req *req, void **state, cell_error *err)
 {
 	const char *ct = http_req_header(req, "content-type");
-	const char *te = http_req_header(req, "transfer-encoding");
 	const char *cl = http_req_header(req, "content-length");
 	const char *props = http_req_header(req, "x-lxd-properties");
 	const char *fp = http_req_header(req, "x-lxd-fingerprint");
@@ -677,8 +604,6 @@ static int post_begin(http_req *req, void **state, cell_error *err)
 	if (!st)
 		return cell_err(err, 500, ENOMEM, "out of memory");
 	st->req = req;
-	st->chunked = te && strcasestr(te, "chunked");
-	http_chunked_init(&st->ch);
 	st->expected = cl ? strtoull(cl, NULL, 10) : 0;
 	st->public = is_true(http_req_header(req, "x-lxd-public"));
 	st->properties = props ? parse_properties(props) : NULL;
@@ -701,7 +626,7 @@ static int post_begin(http_req *req, void **state, cell_error *err)
 	return 0;
 }
 
-/* Decoded body bytes (after chunked framing, if any). */
+/* Body bytes (the server decodes chunked framing). */
 static int post_data(void *data, const void *buf, size_t len, cell_error *err)
 {
 	struct img_post *st = data;
@@ -733,39 +658,15 @@ static int post_data(void *data, const void *buf, size_t len, cell_error *err)
 	return img_upload_push(st->up, buf, len, err);
 }
 
-static int post_data_keep(void *data, const void *buf, size_t len, cell_error *err)
-{
-	struct img_post *st = data;
-
-	if (!st->failed && post_data(st, buf, len, &st->err) < 0)
-		st->failed = true;
-	return 0;
-}
-
 /* Errors are kept for the answer and the rest of the body is read and
- * dropped: a chunked body must still be decoded to find its end. */
+ * dropped, so a client still sending sees the answer, not a reset. */
 static int post_chunk(void *state, const void *data, size_t len, cell_error *err)
 {
 	struct img_post *st = state;
-	size_t used = 0;
-	int rc;
 
-	if (!st->chunked) {
-		if (!st->failed && post_data(st, data, len, &st->err) < 0)
-			st->failed = true;
-		return 0;
-	}
-	rc = http_chunked_feed(&st->ch, data, len, &used, post_data_keep, st, err);
-	if (rc < 0) {
-		/* Without framing the end cannot be found: answer now. */
-		if (!st->failed) {
-			st->failed = true;
-			st->err = *err;
-		}
-		rc = 1;
-	}
-	if (rc == 1 && st->req)
-		http_req_body_finished(st->req);   /* may free st: nothing after this */
+	(void)err;
+	if (!st->failed && post_data(st, data, len, &st->err) < 0)
+		st->failed = true;
 	return 0;
 }
 
@@ -866,15 +767,6 @@ static void post_end(void *state, http_req *req, http_resp *resp, const cell_err
 	st->req = NULL;
 	if (failed || st->failed) {
 		resp_from_err(resp, failed ? failed : &st->err);
-		post_free(st);
-		return;
-	}
-	if (st->chunked && !http_chunked_done(&st->ch)) {
-		/* lws 4.1 counts a body without Content-Length as 100 MiB and
-		 * ends it there: this is where a bigger chunked upload lands. */
-		resp_error(resp, 413, "Chunked request bodies are limited to 100 MiB by this server; "
-			   "send the image with a Content-Length (cell image import does)");
-		http_req_body_finished(req);
 		post_free(st);
 		return;
 	}
@@ -1212,7 +1104,9 @@ static void post_json(struct img_post *st, http_req *req, http_resp *resp)
 	resp_async(resp, op);
 }
 
-static const struct route_body_fns images_post_body = { post_begin, post_chunk, post_end };
+static const struct route_body_fns images_post_body = {
+	.begin = post_begin, .chunk = post_chunk, .end = post_end,
+};
 
 void api_images_register(void)
 {

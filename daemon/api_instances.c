@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/json_compact.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "daemon/api_filter.h"
@@ -185,7 +186,7 @@ static void list_one(struct list_ctx *c, size_t i)
 	if (o && (!c->a->filter || api_filter_match(c->a->filter, o))) {
 		if (c->a->recursion >= 1) {
 			strbuf sb = { 0 };
-			if (inst_json_dump(&sb, o) == 0)
+			if (json_compact_write(&sb, o) == 0)
 				c->text[i] = sb_steal(&sb);
 			sb_free(&sb);
 		} else

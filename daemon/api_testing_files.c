@@ -84,8 +84,13 @@ static void tfiles_post_empty(http_req *req, http_resp *resp)
 	tfiles_end(state, req, resp, NULL);
 }
 
+static int tfiles_sink(void *state)
+{
+	return inst_files_post_sink(state);
+}
+
 static const struct route_body_fns tfiles_body = {
-	.begin = tfiles_begin, .chunk = tfiles_chunk, .end = tfiles_end,
+	.begin = tfiles_begin, .chunk = tfiles_chunk, .end = tfiles_end, .sink = tfiles_sink,
 };
 
 void api_testing_files_register(void)

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/cleanup.h"
+#include "common/log.h"
 #include "common/util.h"
 #include "daemon/db.h"
 
@@ -15,11 +16,156 @@
 	"id, fingerprint, type, filename, size, meta_size, split, public, auto_update, cached, "  \
 	"architecture, created_at, expires_at, uploaded_at, last_used_at, update_source, profiles"
 
+/* ---- change feed ------------------------------------------------------------------
+ * A ring of the last DB_IMG_RING changes, each (generation, image id); all
+ * of it is touched with the db lock held (the triggers run inside
+ * statements, which hold it), but the generation is also read lock-free. */
+#define DB_IMG_RING DB_IMAGES_DELTA_MAX
+
 static atomic_uint_fast64_t db_img_gen = 1;
+static struct { uint64_t gen; int64_t id; } db_img_ring[DB_IMG_RING];
+static uint64_t db_img_full_gen = 1;   /* readers behind this re-read everything */
+static uint64_t db_img_seen_gen;       /* newest generation a reader was given */
+static sqlite3 *db_img_watched;        /* connection whose triggers feed the ring */
 
 uint64_t db_images_generation(void) { return atomic_load(&db_img_gen); }
-static void db_img_bump(void) { atomic_fetch_add(&db_img_gen, 1); }
-void db_images_touch(void) { db_img_bump(); }
+
+static void db_img_changed(int64_t id)
+{
+	uint64_t g = atomic_load(&db_img_gen);
+	unsigned slot = g % DB_IMG_RING;
+
+	/* A write touches many rows of one image (properties are rewritten
+	 * whole): one entry for them, unless a reader already took it. */
+	if (g > db_img_seen_gen && db_img_ring[slot].gen == g && db_img_ring[slot].id == id)
+		return;
+	g++;
+	db_img_ring[g % DB_IMG_RING].gen = g;
+	db_img_ring[g % DB_IMG_RING].id = id;
+	atomic_store(&db_img_gen, g);
+}
+
+static void db_img_changed_fn(sqlite3_context *ctx, int argc, sqlite3_value **argv)
+{
+	for (int i = 0; i < argc; i++)
+		if (sqlite3_value_type(argv[i]) == SQLITE_INTEGER)
+			db_img_changed(sqlite3_value_int64(argv[i]));
+	sqlite3_result_null(ctx);
+}
+
+/* Readers behind the new generation re-read everything.  db lock held. */
+static void db_img_lose_track(void)
+{
+	db_img_full_gen = atomic_load(&db_img_gen) + 1;
+	atomic_store(&db_img_gen, db_img_full_gen);
+}
+
+void db_images_touch(void)
+{
+	db_lock();
+	db_img_lose_track();
+	db_unlock();
+}
+
+/* The connection is going away (db_close, which holds the lock) with our
+ * function and triggers: writes on the next one go unseen until a reader
+ * installs them there, so every reader must come back and read it all. */
+static void db_img_unwatch(void *conn)
+{
+	if (db_img_watched != conn)
+		return;
+	db_img_watched = NULL;
+	db_img_lose_track();
+}
+
+/* TEMP triggers: on this connection only, never written to the file. */
+#define DB_IMG_TRIGGER(name, event, table, ids)                                                  \
+	"CREATE TEMP TRIGGER IF NOT EXISTS cell_img_" name " AFTER " event " ON " table           \
+	" BEGIN SELECT cell_images_changed(" ids "); END;"
+
+static const char db_img_triggers[] =
+	DB_IMG_TRIGGER("ins", "INSERT", "images", "new.id")
+	DB_IMG_TRIGGER("upd", "UPDATE", "images", "old.id, new.id")
+	DB_IMG_TRIGGER("del", "DELETE", "images", "old.id")
+	DB_IMG_TRIGGER("prop_ins", "INSERT", "images_properties", "new.image_id")
+	DB_IMG_TRIGGER("prop_upd", "UPDATE", "images_properties", "old.image_id, new.image_id")
+	DB_IMG_TRIGGER("prop_del", "DELETE", "images_properties", "old.image_id")
+	DB_IMG_TRIGGER("alias_ins", "INSERT", "images_aliases", "new.image_id")
+	DB_IMG_TRIGGER("alias_upd", "UPDATE", "images_aliases", "old.image_id, new.image_id")
+	DB_IMG_TRIGGER("alias_del", "DELETE", "images_aliases", "old.image_id");
+
+static int db_img_watch(void)
+{
+	sqlite3 *db = db_handle();
+	char *msg = NULL;
+	int rc;
+
+	/* Inside a transaction the triggers would go with its rollback. */
+	if (!db || !sqlite3_get_autocommit(db))
+		return -1;
+	rc = sqlite3_create_function_v2(db, "cell_images_changed", -1, SQLITE_UTF8 | SQLITE_DIRECTONLY,
+					db, db_img_changed_fn, NULL, NULL, db_img_unwatch);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, db_img_triggers, NULL, NULL, &msg);
+	if (rc != SQLITE_OK) {
+		static bool warned;
+		if (!warned)
+			log_warn("images: cannot follow changes to the image tables (%s): every list "
+				 "re-reads them", msg ? msg : sqlite3_errstr(rc));
+		warned = true;
+		sqlite3_free(msg);
+		return -1;
+	}
+	db_img_watched = db;
+	/* What happened before the triggers existed is unknown. */
+	db_img_lose_track();
+	return 0;
+}
+
+void db_images_watch(void)
+{
+	db_lock();
+	if (db_img_watched != db_handle())
+		db_img_watch();
+	db_unlock();
+}
+
+static bool delta_add(struct db_images_delta *d, int64_t id)
+{
+	for (size_t i = 0; i < d->n; i++)
+		if (d->ids[i] == id)
+			return true;
+	if (d->n == DB_IMAGES_DELTA_MAX)
+		return false;
+	d->ids[d->n++] = id;
+	return true;
+}
+
+void db_images_changes(uint64_t since, struct db_images_delta *out)
+{
+	uint64_t g;
+
+	memset(out, 0, sizeof(*out));
+	db_lock();
+	if (db_img_watched != db_handle() && db_img_watch() < 0) {
+		/* Unwatched: gen 0 keeps the reader coming back every time. */
+		out->all = true;
+		db_unlock();
+		return;
+	}
+	g = atomic_load(&db_img_gen);
+	out->gen = g;
+	out->all = since < db_img_full_gen || since > g || g - since > DB_IMG_RING;
+	for (uint64_t s = since + 1; !out->all && s <= g; s++) {
+		unsigned slot = s % DB_IMG_RING;
+		out->all = db_img_ring[slot].gen != s || !delta_add(out, db_img_ring[slot].id);
+	}
+	if (out->all)
+		out->n = 0;
+	if (g > db_img_seen_gen)
+		db_img_seen_gen = g;
+	db_unlock();
+}
 
 int64_t img_ts_to_ns(const struct timespec *ts)
 {
@@ -170,7 +316,10 @@ static int load_properties(struct img_record *v, size_t n, struct id_index *idx,
 	_cleanup_free_ char *sql = NULL;
 	int rc;
 
-	sql = xasprintf("SELECT image_id, key, value FROM images_properties%s", where);
+	/* Sorted by key as Go marshals a map (LXD's order), and the same
+	 * whichever plan SQLite picks for `where`. */
+	sql = xasprintf("SELECT image_id, key, value FROM images_properties%s ORDER BY image_id, key",
+			where);
 	if (!sql)
 		return oom(err);
 	if ((rc = db_stmt(&st, err, sql, NULL)) < 0)
@@ -281,6 +430,38 @@ int db_image_list(struct img_record **out, size_t *n, bool public_only, cell_err
 	return rc < 0 ? cell_err_wrap(err, rc, "list images") : 0;
 }
 
+/* "1,2,3": integers only reach the SQL text. */
+static char *id_list(const int64_t *ids, size_t n)
+{
+	char *s = malloc(n * 21 + 1), *p = s;
+
+	for (size_t i = 0; s && i < n; i++)
+		p += sprintf(p, "%s%lld", i ? "," : "", (long long)ids[i]);
+	return s;
+}
+
+int db_image_list_ids(const int64_t *ids, size_t n_ids, struct img_record **out, size_t *n,
+		      cell_error *err)
+{
+	_cleanup_free_ char *list = NULL, *sql = NULL, *where = NULL;
+	int rc;
+
+	*out = NULL;
+	*n = 0;
+	if (!n_ids)
+		return 0;
+	list = id_list(ids, n_ids);
+	sql = list ? xasprintf("SELECT " IMG_COLS " FROM images WHERE id IN (%s) ORDER BY fingerprint", list)
+		   : NULL;
+	where = list ? xasprintf(" WHERE image_id IN (%s)", list) : NULL;
+	if (!sql || !where)
+		return oom(err);
+	db_lock();
+	rc = load_records(sql, NULL, NULL, where, out, n, err);
+	db_unlock();
+	return rc < 0 ? cell_err_wrap(err, rc, "list images") : 0;
+}
+
 int db_image_get(const char *fp_prefix, bool public_only, struct img_record *out, cell_error *err)
 {
 	struct img_record *v = NULL;
@@ -382,10 +563,7 @@ static int image_insert_tx(void *data, cell_error *err)
 
 int db_image_insert(struct img_record *r, cell_error *err)
 {
-	int rc = db_tx(image_insert_tx, r, err);
-
-	db_img_bump();
-	return rc;
+	return db_tx(image_insert_tx, r, err);
 }
 
 static int image_update_tx(void *data, cell_error *err)
@@ -412,17 +590,13 @@ static int image_update_tx(void *data, cell_error *err)
 
 int db_image_update(const struct img_record *r, cell_error *err)
 {
-	int rc = db_tx(image_update_tx, (void *)r, err);
-
-	db_img_bump();
-	return rc;
+	return db_tx(image_update_tx, (void *)r, err);
 }
 
 int db_image_delete(const char *fp, cell_error *err)
 {
 	int rc = db_exec(err, "DELETE FROM images WHERE fingerprint = ?", "s", fp);
 
-	db_img_bump();
 	if (rc == 0)
 		return cell_err(err, 404, ENOENT, "Image not found");
 	return rc < 0 ? rc : 0;
@@ -433,7 +607,6 @@ int db_image_set_last_used(const char *fp, const struct timespec *when, cell_err
 	int rc = db_exec(err, "UPDATE images SET last_used_at = ? WHERE fingerprint = ?", "is",
 			 img_ts_to_ns(when), fp);
 
-	db_img_bump();
 	if (rc == 0)
 		return cell_err(err, 404, ENOENT, "Image not found");
 	return rc < 0 ? rc : 0;
@@ -629,10 +802,7 @@ static int alias_add_tx(void *data, cell_error *err)
 int db_alias_add(const char *name, const char *target, const char *description, cell_error *err)
 {
 	struct alias_args a = { .name = name, .target = target, .description = description };
-	int rc = db_tx(alias_add_tx, &a, err);
-
-	db_img_bump();
-	return rc;
+	return db_tx(alias_add_tx, &a, err);
 }
 
 static int alias_update_tx(void *data, cell_error *err)
@@ -653,10 +823,7 @@ static int alias_update_tx(void *data, cell_error *err)
 int db_alias_update(const char *name, const char *target, const char *description, cell_error *err)
 {
 	struct alias_args a = { .name = name, .target = target, .description = description };
-	int rc = db_tx(alias_update_tx, &a, err);
-
-	db_img_bump();
-	return rc;
+	return db_tx(alias_update_tx, &a, err);
 }
 
 static int alias_rename_tx(void *data, cell_error *err)
@@ -678,17 +845,13 @@ static int alias_rename_tx(void *data, cell_error *err)
 int db_alias_rename(const char *name, const char *new_name, cell_error *err)
 {
 	struct alias_args a = { .name = name, .new_name = new_name };
-	int rc = db_tx(alias_rename_tx, &a, err);
-
-	db_img_bump();
-	return rc;
+	return db_tx(alias_rename_tx, &a, err);
 }
 
 int db_alias_delete(const char *name, cell_error *err)
 {
 	int rc = db_exec(err, "DELETE FROM images_aliases WHERE name = ?", "s", name);
 
-	db_img_bump();
 	if (rc == 0)
 		return cell_err(err, 404, ENOENT, "Image alias not found");
 	return rc < 0 ? rc : 0;

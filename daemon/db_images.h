@@ -71,11 +71,43 @@ int db_alias_update(const char *name, const char *target, const char *descriptio
 int db_alias_rename(const char *name, const char *new_name, cell_error *err);
 int db_alias_delete(const char *name, cell_error *err);
 
-/* Bumped by every write above: readers cache what they built from the
- * tables and rebuild when it moved.  Any thread. */
-uint64_t db_images_generation(void);
-/* Move it after writing the tables by other means (tests, repairs). */
+/* The images with these ids (those that exist), sorted by fingerprint,
+ * with properties and aliases: what a reader of the change feed re-reads. */
+int db_image_list_ids(const int64_t *ids, size_t n_ids, struct img_record **out, size_t *n,
+		      cell_error *err);
+
+/*
+ * Change feed, for readers that cache what they built from the tables.
+ * Temporary triggers on the connection (installed by db_images_watch at
+ * start-up, else by the first db_images_changes) record the id of every
+ * image whose row, properties or aliases are written, by whichever code
+ * writes them: the functions above, a profile rename rewriting
+ * images.profiles, the testing hooks, start-up reconciliation.  Each
+ * write moves the generation before its transaction commits, so a reader
+ * that saw the generation unmoved has nothing to re-read.  A new
+ * connection (db_close, db_open) makes every reader re-read everything.
+ */
+uint64_t db_images_generation(void);   /* any thread, lock-free */
+
+/* The feed remembers this many writes: a reader further behind re-reads
+ * everything. */
+#define DB_IMAGES_DELTA_MAX 256
+struct db_images_delta {
+	uint64_t gen;        /* the generation the reader is at after applying this */
+	bool all;            /* too many or unknown changes: re-read every image */
+	size_t n;
+	int64_t ids[DB_IMAGES_DELTA_MAX];   /* distinct; rows may be gone (deleted) */
+};
+/* What changed since generation `since` (0: never read).  Call with the db
+ * lock held (db_lock), outside a transaction, and re-read before releasing
+ * it, so no write slips between the feed and the rows.  A reader at gen 0
+ * always gets all. */
+void db_images_changes(uint64_t since, struct db_images_delta *out);
+/* Every reader re-reads everything (repairs, tests). */
 void db_images_touch(void);
+/* Install the triggers now (start-up: ~0.3 ms the first list need not
+ * pay); the first db_images_changes does it otherwise. */
+void db_images_watch(void);
 
 /* Unix nanoseconds <-> timespec, 0 <-> Go's zero time {0, 0}. */
 int64_t img_ts_to_ns(const struct timespec *ts);

@@ -89,13 +89,9 @@ void http_deferred_finish(http_deferred *d, http_resp *resp);
 bool http_deferred_alive(const http_deferred *d);
 
 /* Streamed bodies (ROUTE_STREAM_BODY), from the route's body callbacks on
- * the loop thread; defined in server_conn.c.
+ * the loop thread; defined in server_body.c.
  * Stop / resume reading the request body (a consumer's queue is full). */
 void http_req_pause_body(http_req *req, bool pause);
-/* The route found the end of the body itself (libwebsockets 4.1 does not
- * decode Transfer-Encoding: chunked and would wait for more): end it now,
- * calling the route's end(); the connection closes after the answer. */
-void http_req_body_finished(http_req *req);
 void http_resp_init(http_resp *resp);
 void http_resp_free(http_resp *resp);
 

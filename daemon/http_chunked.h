@@ -1,10 +1,10 @@
 /*
  * Incremental decoder for request bodies sent with Transfer-Encoding:
  * chunked.  libwebsockets 4.1 hands such bodies to us raw (chunk-size lines
- * included) and never ends them itself, so a route that streams a body
- * (image uploads: Go's net/http sends every upload of unknown length
- * chunked, `lxc image import` among them) decodes here and learns where the
- * body ends.
+ * included) and never ends them itself, so the server (server_body.c)
+ * decodes them here for streamed routes and learns where the body ends (Go's
+ * net/http sends every upload of unknown length chunked, `lxc image import`
+ * and `lxc file push` among them).
  */
 #ifndef CELL_DAEMON_HTTP_CHUNKED_H
 #define CELL_DAEMON_HTTP_CHUNKED_H

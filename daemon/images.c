@@ -228,6 +228,7 @@ int img_store_init(cell_error *err)
 		return cell_err_wrap(err, rc, "image store");
 	chmod(dir, 0700);
 	rm_tree_files(tmp);
+	db_images_watch();
 	if ((rc = reconcile(dir, err)) < 0)
 		return cell_err_wrap(err, rc, "image store");
 	img_prune_timer = malloc(sizeof(*img_prune_timer));

@@ -4,12 +4,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <linux/capability.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -150,6 +156,24 @@ char *inst_files_clean_path(const char *path)
 	return out;
 }
 
+bool inst_files_kernel_fs(int fd)
+{
+	static const unsigned long kinds[] = {
+		PROC_SUPER_MAGIC, SYSFS_MAGIC, CGROUP_SUPER_MAGIC, CGROUP2_SUPER_MAGIC,
+		DEVPTS_SUPER_MAGIC, SECURITYFS_MAGIC, DEBUGFS_MAGIC, TRACEFS_MAGIC, BPF_FS_MAGIC,
+		NSFS_MAGIC, SELINUX_MAGIC, SMACK_MAGIC, EFIVARFS_MAGIC, PSTOREFS_MAGIC,
+		BINFMTFS_MAGIC, 0x65735543 /* fusectl */, 0x62656570 /* configfs */,
+	};
+	struct statfs st;
+
+	if (fstatfs(fd, &st) < 0)
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
+		if ((unsigned long)st.f_type == kinds[i])
+			return true;
+	return false;
+}
+
 /* ---- headers ------------------------------------------------------------- */
 
 static int if_parse_id(const char *v, const char *what, int64_t *out, cell_error *err)
@@ -230,6 +254,73 @@ static int if_shift(const struct idmap *map, bool uid, int64_t ns, uint32_t *hos
 	return 0;
 }
 
+/*
+ * Creating as the container's root.  A filesystem the container mounted
+ * itself (a tmpfs in an unprivileged container) belongs to the container's
+ * user namespace, where the host's uid 0 does not exist: the kernel refuses
+ * to create an inode for an fsuid it cannot map there (EOVERFLOW).  So
+ * while something is created the thread's fsuid/fsgid are the container
+ * root's host ids, which every filesystem of the container maps; a new
+ * file is then never owned, even for a moment, by the host's root.
+ *
+ * Moving fsuid away from 0 drops CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_FOWNER
+ * and the other file capabilities from the effective set; they stay
+ * permitted, so capset raises them again: the permission checks stay the
+ * host root's, only the owner of what is created changes.  Both are
+ * per-thread syscalls, undone (fsuid back to 0 restores the effective set)
+ * before the call returns: about 4 us for the switch and back, twice per
+ * push (begin, commit), nothing per byte.
+ */
+struct if_creds {
+	bool on;
+	uid_t old_uid;
+	gid_t old_gid;
+};
+
+static bool if_caps_effective(void)
+{
+	struct __user_cap_header_struct h = { .version = _LINUX_CAPABILITY_VERSION_3 };
+	struct __user_cap_data_struct d[_LINUX_CAPABILITY_U32S_3];
+
+	if (syscall(SYS_capget, &h, d) < 0)
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(d); i++)
+		d[i].effective = d[i].permitted;
+	return syscall(SYS_capset, &h, d) == 0;
+}
+
+static void if_creds_host(struct if_creds *c)
+{
+	if (!c->on)
+		return;
+	setfsuid(c->old_uid);
+	setfsgid(c->old_gid);
+	c->on = false;
+}
+
+/* ct: the container root's host ids; NULL (privileged) leaves the host's. */
+static void if_creds_ct(const uint32_t ct[2], struct if_creds *c)
+{
+	c->on = false;
+	if (!ct)
+		return;
+	c->old_gid = (gid_t)setfsgid(ct[1]);
+	c->old_uid = (uid_t)setfsuid(ct[0]);
+	c->on = true;
+	/* setfsuid reports no error: read the ids back.  Without the switch
+	 * (celld not root) everything works as before but on such mounts. */
+	if ((uint32_t)setfsuid((uid_t)-1) != ct[0] || (uint32_t)setfsgid((gid_t)-1) != ct[1] ||
+	    !if_caps_effective())
+		if_creds_host(c);
+}
+
+/* The container root's host ids, or false for a privileged container. */
+static bool if_ct_root(const struct idmap *map, uint32_t ct[2])
+{
+	return !idmap_is_empty(map) && idmap_shift_uid(map, 0, &ct[0]) == 0 &&
+	       idmap_shift_gid(map, 0, &ct[1]) == 0;
+}
+
 /* ---- GET ---------------------------------------------------------------- */
 
 static void if_headers(http_resp *resp, const struct idmap *map, const struct stat *st,
@@ -255,20 +346,14 @@ static int if_reopen(int fd, int flags)
 	return open(p, flags | O_CLOEXEC | O_NOCTTY);
 }
 
-static void if_get_file(int fd, const char *path, const struct stat *st,
-			const struct idmap *map, http_resp *resp)
+/* Content-Disposition (as LXD) and Last-Modified of a file's answer. */
+static void if_file_headers(http_resp *resp, const char *path, const struct stat *st)
 {
-	/* O_NONBLOCK: a lease a process in the container holds must not stall
-	 * the loop (the open fails instead); reads of regular files ignore it. */
-	int rfd = if_reopen(fd, O_RDONLY | O_NONBLOCK);
 	_cleanup_free_ char *name = NULL, *parent = NULL;
 	cell_error err = { 0 };
 	char v[NAME_MAX + 32];
 	struct tm tm;
 
-	if (rfd < 0)
-		return resp_error(resp, if_status(errno), "open %s: %s", path, strerror(errno));
-	if_headers(resp, map, st, "file");
 	if (inst_files_split(path, &parent, &name, &err) == 0) {
 		/* File names may hold any byte but '/': none may break the header. */
 		for (char *c = name; *c; c++)
@@ -280,10 +365,66 @@ static void if_get_file(int fd, const char *path, const struct stat *st,
 	gmtime_r(&st->st_mtime, &tm);
 	strftime(v, sizeof(v), "%a, %d %b %Y %H:%M:%S GMT", &tm);
 	http_resp_header(resp, "Last-Modified", v);
+}
+
+static void if_get_file(int fd, const char *path, const struct stat *st,
+			const struct idmap *map, http_resp *resp)
+{
+	/* O_NONBLOCK: a lease a process in the container holds must not stall
+	 * the loop (the open fails instead); reads of regular files ignore it. */
+	int rfd = if_reopen(fd, O_RDONLY | O_NONBLOCK);
+
+	if (rfd < 0)
+		return resp_error(resp, if_status(errno), "open %s: %s", path, strerror(errno));
+	if_headers(resp, map, st, "file");
+	if_file_headers(resp, path, st);
 	resp->status = 200;
 	snprintf(resp->content_type, sizeof(resp->content_type), "application/octet-stream");
 	resp->body_fd = rfd;
 	resp->body_fd_len = st->st_size;
+}
+
+/* st_size is what a read returns for files on disk, not for kernel files
+ * (procfs says 0, sysfs 4096) nor for a FUSE file that reports 0: those
+ * are read to their end. */
+static bool if_size_known(int fd, const struct stat *st)
+{
+	return st->st_size > 0 && !inst_files_kernel_fs(fd);
+}
+
+/* The whole file into the body, so Content-Length is what was read. */
+static void if_get_whole(int fd, const char *path, const struct stat *st,
+			 const struct idmap *map, http_resp *resp)
+{
+	_cleanup_close_ int rfd = if_reopen(fd, O_RDONLY | O_NONBLOCK);
+	char buf[65536];
+	ssize_t n;
+
+	if (rfd < 0)
+		return resp_error(resp, if_status(errno), "open %s: %s", path, strerror(errno));
+	sb_reset(&resp->body);
+	while ((n = read(rfd, buf, sizeof(buf))) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			sb_reset(&resp->body);
+			return resp_error(resp, if_status(e), "read %s: %s", path, strerror(e));
+		}
+		if (resp->body.len + (size_t)n > INST_FILES_READ_MAX) {
+			sb_reset(&resp->body);
+			return resp_error(resp, 400, "%s: a file of unknown size is read whole, and "
+					  "this one is larger than %u MiB", path, INST_FILES_READ_MAX >> 20);
+		}
+		if (sb_append(&resp->body, buf, (size_t)n) < 0) {
+			sb_reset(&resp->body);
+			return resp_error(resp, 500, "out of memory");
+		}
+	}
+	if_headers(resp, map, st, "file");
+	if_file_headers(resp, path, st);
+	resp->status = 200;
+	snprintf(resp->content_type, sizeof(resp->content_type), "application/octet-stream");
 }
 
 static void if_get_dir(int fd, const char *path, const struct stat *st,
@@ -328,7 +469,10 @@ static void if_get_symlink(int fd, const char *path, const struct stat *st,
 	resp_raw(resp, 200, "application/octet-stream", clean, strlen(clean));
 }
 
-void inst_files_get(int rootfd, const struct idmap *map, const char *path, http_resp *resp)
+/* The answer for path.  A file to be read whole is left to the caller
+ * (*whole set, nothing answered) when whole is not NULL, else read here. */
+static void if_get(int rootfd, const struct idmap *map, const char *path, http_resp *resp,
+		   bool *whole)
 {
 	_cleanup_close_ int fd = -1;
 	cell_error err = { 0 };
@@ -344,7 +488,13 @@ void inst_files_get(int rootfd, const struct idmap *map, const char *path, http_
 		return resp_error(resp, 500, "stat %s: %s", path, strerror(errno));
 	switch (st.st_mode & S_IFMT) {
 	case S_IFREG:
-		return if_get_file(fd, path, &st, map, resp);
+		if (if_size_known(fd, &st))
+			return if_get_file(fd, path, &st, map, resp);
+		if (whole) {
+			*whole = true;
+			return;
+		}
+		return if_get_whole(fd, path, &st, map, resp);
 	case S_IFDIR:
 		return if_get_dir(fd, path, &st, map, resp);
 	case S_IFLNK:
@@ -353,6 +503,103 @@ void inst_files_get(int rootfd, const struct idmap *map, const char *path, http_
 		/* Devices and FIFOs: reading could block or never end. */
 		return resp_error(resp, 400, "Unsupported file type for %s", path);
 	}
+}
+
+void inst_files_get(int rootfd, const struct idmap *map, const char *path, http_resp *resp)
+{
+	if_get(rootfd, map, path, resp, NULL);
+}
+
+struct inst_files_read {
+	int rootfd;
+	char *path;
+	struct idmap map;
+};
+
+void inst_files_read_free(struct inst_files_read *r)
+{
+	if (!r)
+		return;
+	if (r->rootfd >= 0)
+		close(r->rootfd);
+	free(r->path);
+	idmap_free(&r->map);
+	free(r);
+}
+
+static struct inst_files_read *if_read_new(int rootfd, const struct idmap *map, const char *path)
+{
+	struct inst_files_read *r = calloc(1, sizeof(*r));
+
+	if (!r)
+		return NULL;
+	r->rootfd = fcntl(rootfd, F_DUPFD_CLOEXEC, 3);
+	r->path = strdup(path);
+	for (size_t i = 0; map && i < map->n; i++)
+		if (idmap_append(&r->map, &map->entries[i]) < 0)
+			goto fail;
+	if (r->rootfd >= 0 && r->path)
+		return r;
+fail:
+	inst_files_read_free(r);
+	return NULL;
+}
+
+void inst_files_get_start(int rootfd, const struct idmap *map, const char *path, http_resp *resp,
+			  struct inst_files_read **whole)
+{
+	bool later = false;
+
+	*whole = NULL;
+	if_get(rootfd, map, path, resp, &later);
+	if (later && !(*whole = if_read_new(rootfd, map, path)))
+		resp_error(resp, 500, "out of memory");
+}
+
+/* Namespaces whose view a kernel file may show (/proc/sys/kernel/hostname
+ * is the reader's UTS namespace's, /proc/sys/net its network namespace's).
+ * These can be joined by one thread of a threaded process; the mount
+ * namespace cannot, and is not needed: the root already is the
+ * container's.  The user namespace cannot either: ids some kernel files
+ * print stay the host's. */
+#define IF_READ_NS (CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWNET)
+
+struct if_ns_read {
+	struct inst_files_read *r;
+	int pidfd;
+	http_resp *resp;
+	int err;
+};
+
+/* A thread of its own, which ends with the namespaces it joined: nothing
+ * is restored, and no other work ever runs in them. */
+static void *if_ns_thread(void *arg)
+{
+	struct if_ns_read *j = arg;
+
+	if (setns(j->pidfd, IF_READ_NS) < 0)
+		j->err = errno;
+	else
+		if_get(j->r->rootfd, &j->r->map, j->r->path, j->resp, NULL);
+	return NULL;
+}
+
+void inst_files_read_run(struct inst_files_read *r, int pidfd, http_resp *resp)
+{
+	struct if_ns_read j = { .r = r, .pidfd = pidfd, .resp = resp };
+	pthread_t t;
+	int rc;
+
+	/* Resolved again: the namespaces also decide what a path under /proc/sys
+	 * is (net sysctls are looked up in the reader's network namespace). */
+	if (pidfd < 0)
+		return if_get(r->rootfd, &r->map, r->path, resp, NULL);
+	if ((rc = pthread_create(&t, NULL, if_ns_thread, &j)) != 0)
+		return resp_error(resp, 500, "read %s: start a thread: %s", r->path, strerror(rc));
+	pthread_join(t, NULL);
+	if (j.err)
+		resp_error(resp, 500, "read %s: join the instance's namespaces: %s", r->path,
+			   strerror(j.err));
 }
 
 /* ---- DELETE ------------------------------------------------------------- */
@@ -396,6 +643,8 @@ struct inst_files_post {
 	bool replace_regular;      /* overwriting a regular file: keep its owner and mode */
 	struct stat old;
 	uint32_t uid, gid;         /* host ids for what is created */
+	bool unpriv;               /* ct_root holds the container root's host ids */
+	uint32_t ct_root[2];
 	strbuf target;             /* symlink */
 };
 
@@ -488,13 +737,19 @@ int inst_files_post_begin(int rootfd, const struct idmap *map, const char *path,
 			  const http_req *req, struct inst_files_post **out, cell_error *err)
 {
 	struct inst_files_post *p = calloc(1, sizeof(*p));
+	struct if_creds creds;
+	int rc;
 
 	if (!p || !(p->path = strdup(path ? path : ""))) {
 		free(p);
 		return cell_err(err, 500, ENOMEM, "out of memory");
 	}
 	p->fd = p->parent = -1;
-	if (if_begin(p, rootfd, map, path, req, &p->refused) < 0) {
+	p->unpriv = if_ct_root(map, p->ct_root);
+	if_creds_ct(p->unpriv ? p->ct_root : NULL, &creds);
+	rc = if_begin(p, rootfd, map, path, req, &p->refused);
+	if_creds_host(&creds);
+	if (rc < 0) {
 		/* Nothing was changed.  Refusing before the body is read would
 		 * close the connection under a client still sending it, which
 		 * then sees a reset instead of this answer. */
@@ -533,6 +788,11 @@ int inst_files_post_chunk(struct inst_files_post *p, const void *data, size_t le
 		len -= (size_t)n;
 	}
 	return 0;
+}
+
+int inst_files_post_sink(const struct inst_files_post *p)
+{
+	return p->failed || p->h.type != INST_FILES_FILE || p->h.append ? -1 : p->fd;
 }
 
 /* Owner before mode: chown clears set-id bits. */
@@ -619,6 +879,7 @@ static int if_commit_symlink(struct inst_files_post *p, cell_error *err)
 void inst_files_post_end(struct inst_files_post *p, http_resp *resp, const cell_error *failed)
 {
 	cell_error err = { 0 };
+	struct if_creds creds;
 	int rc = 0;
 
 	if (failed || p->failed) {
@@ -626,12 +887,14 @@ void inst_files_post_end(struct inst_files_post *p, http_resp *resp, const cell_
 		if_post_free(p);   /* the temporary goes; the old file stays */
 		return;
 	}
+	if_creds_ct(p->unpriv ? p->ct_root : NULL, &creds);
 	if (p->h.type == INST_FILES_FILE)
 		rc = if_commit_file(p, &err);
 	else if (p->h.type == INST_FILES_DIRECTORY)
 		rc = if_commit_dir(p, &err);
 	else
 		rc = if_commit_symlink(p, &err);
+	if_creds_host(&creds);
 	if (rc < 0)
 		resp_from_err(resp, &err);
 	else

@@ -13,7 +13,13 @@
  *
  * Loop thread; every call is bounded, non-blocking apart from page-cache
  * I/O, and large files stream (GET hands the server an fd, POST bodies are
- * written chunk by chunk).
+ * written chunk by chunk).  The one read that can take long, a file whose
+ * size says nothing (see inst_files_get_start), is left to the caller.
+ *
+ * The caller is the host's root.  What is created (files, directories,
+ * symlinks, the upload's temporary) is created with the thread's fsuid and
+ * fsgid set to the container root's host ids, so filesystems the container
+ * mounted itself, whose user namespace has no host uid 0, accept it.
  */
 #ifndef CELL_DAEMON_INST_FILES_H
 #define CELL_DAEMON_INST_FILES_H
@@ -30,6 +36,8 @@
 /* LXD's defaults for what a push creates without X-LXD-mode. */
 #define INST_FILES_FILE_MODE 0644
 #define INST_FILES_DIR_MODE 0750
+/* The most a GET reads into memory from a file of unknown size. */
+#define INST_FILES_READ_MAX (32u << 20)
 
 enum inst_files_type { INST_FILES_FILE, INST_FILES_DIRECTORY, INST_FILES_SYMLINK };
 
@@ -58,10 +66,33 @@ int inst_files_open_parent(int rootfd, const char *path, char **name, cell_error
 char *inst_files_clean_path(const char *path);
 /* Parse X-LXD-uid/gid/mode/type/write as LXD does (mode: "0644", "420"). */
 int inst_files_parse_headers(const http_req *req, struct inst_files_hdrs *h, cell_error *err);
+/* Is fd on a kernel filesystem (procfs, sysfs, cgroupfs, debugfs, ...)?
+ * There a file's size is not its content's, and a write is a kernel
+ * setting rather than a file change. */
+bool inst_files_kernel_fs(int fd);
 
 /* GET/HEAD: a file streams from an fd, a directory is a sync JSON list of
  * names, a symlink's body is its target; X-LXD-uid/gid (container ids),
- * X-LXD-mode, X-LXD-type on each.  Errors go into resp. */
+ * X-LXD-mode, X-LXD-type on each.  Errors go into resp.
+ *
+ * A regular file whose size cannot be trusted (any file on a kernel
+ * filesystem: procfs reports 0, sysfs 4096; any file reporting 0 bytes,
+ * such as a FUSE file) is read to its end instead, at most
+ * INST_FILES_READ_MAX bytes, and answered from memory with the length
+ * read.  That read may wait on a kernel handler or on a FUSE server in the
+ * container, so get_start answers everything else and leaves it in *whole
+ * (resp untouched) for inst_files_read_run, which the caller runs on a
+ * worker and frees with inst_files_read_free.  inst_files_get does both
+ * here (test hooks). */
+struct inst_files_read;
+void inst_files_get_start(int rootfd, const struct idmap *map, const char *path, http_resp *resp,
+			  struct inst_files_read **whole);
+/* Any thread.  pidfd >= 0: the read runs in a thread that joined that
+ * process's UTS, IPC and network namespaces, whose values kernel files
+ * show (/proc/sys/kernel/hostname, /proc/sys/net/...); the path is
+ * resolved again there, under the same root. */
+void inst_files_read_run(struct inst_files_read *r, int pidfd, http_resp *resp);
+void inst_files_read_free(struct inst_files_read *r);
 void inst_files_get(int rootfd, const struct idmap *map, const char *path, http_resp *resp);
 /* DELETE: a file, a symlink (itself) or an empty directory. */
 void inst_files_delete(int rootfd, const char *path, http_resp *resp);
@@ -80,6 +111,11 @@ int inst_files_post_begin(int rootfd, const struct idmap *map, const char *path,
 			  const http_req *req, struct inst_files_post **out, cell_error *err);
 int inst_files_post_chunk(struct inst_files_post *p, const void *data, size_t len,
 			  cell_error *err);
+/* The upload's descriptor, for a server that moves body bytes into it
+ * itself (splice) instead of through post_chunk: a file being written
+ * whole, at its current offset.  -1 when bytes must go through post_chunk
+ * (append: splice refuses O_APPEND; symlinks, directories, refusals). */
+int inst_files_post_sink(const struct inst_files_post *p);
 /* Commit (failed == NULL) or roll back; answers in resp and frees p. */
 void inst_files_post_end(struct inst_files_post *p, http_resp *resp, const cell_error *failed);
 

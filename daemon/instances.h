@@ -246,8 +246,6 @@ json_t *inst_snap_to_json(const struct inst *in, const struct inst_snap *s);
 /* The runtime state plus disk usage (when the pool can tell cheaply, or
  * always when with_disk). [any] */
 json_t *instances_state_json(const struct inst *in, bool with_disk, cell_error *err);
-/* Append j as compact JSON (json_dumps(JSON_COMPACT)'s output, faster). */
-int inst_json_dump(strbuf *sb, json_t *j);
 /* ETag sources as LXD hashes them. */
 json_t *inst_etag_src(const struct inst *in);
 /* Operation resources {"instances": [url], "containers": [url]}. */

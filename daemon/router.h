@@ -25,6 +25,9 @@ struct route_body_fns {
 	int (*begin)(http_req *req, void **state, cell_error *err);
 	int (*chunk)(void *state, const void *data, size_t len, cell_error *err);
 	void (*end)(void *state, http_req *req, http_resp *resp, const cell_error *failed);
+	/* Optional: a file the body's bytes may be spliced into directly, at its
+	 * current offset, instead of passing through chunk(); -1 for chunk(). */
+	int (*sink)(void *state);
 };
 
 struct route_method {

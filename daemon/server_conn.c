@@ -3,12 +3,16 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "common/cleanup.h"
 #include "common/log.h"
 
 #define SRV_CHUNK 65536
+#define SRV_SENDFILE_STEP (4u << 20)
+#define SRV_SENDFILE_TURN (32 << 20)
 
 /* One write buffer for the whole loop: writers never run concurrently. */
 static unsigned char srv_wbuf[LWS_PRE + SRV_CHUNK];
@@ -40,6 +44,7 @@ static void srv_conn_clear(struct srv_conn *c)
 		c->deferred->c = NULL;
 		c->deferred = NULL;
 	}
+	srv_conn_body_drop(c);
 	if (c->streaming && c->rm && c->rm->body && c->body_state) {
 		cell_error gone = { .status = 400 };
 		snprintf(gone.msg, sizeof(gone.msg), "client went away");
@@ -47,7 +52,7 @@ static void srv_conn_clear(struct srv_conn *c)
 		http_resp_free(&c->resp);
 	}
 	c->body_state = NULL;
-	c->streaming = c->want_body = c->body_failed = false;
+	c->streaming = c->want_body = c->body_failed = c->chunked = false;
 	c->responding = c->headers_sent = c->close_after = false;
 	c->body_off = 0;
 	c->fd_off = 0;
@@ -84,6 +89,10 @@ void srv_conn_closed(struct srv_conn *c)
 void srv_conn_respond(struct srv_conn *c)
 {
 	c->responding = true;
+	if (srv_body_owns_reply(c)) {
+		srv_body_reply(c);
+		return;
+	}
 	if (!c->in_cb)
 		lws_callback_on_writable(c->wsi);
 }
@@ -91,42 +100,55 @@ void srv_conn_respond(struct srv_conn *c)
 int srv_conn_reject(struct srv_conn *c)
 {
 	/* The body (if any) was not read: the connection cannot be reused. */
-	c->close_after = http_req_header(&c->req, "content-length") ||
+	c->close_after = c->chunked || http_req_header(&c->req, "content-length") ||
 			 http_req_header(&c->req, "transfer-encoding");
 	c->want_body = false;
 	srv_conn_respond(c);
 	return 0;
 }
 
-static int srv_write_headers(struct srv_conn *c, uint64_t total)
+/* The status line and headers into [*p, end); lws's helpers only format here. */
+int srv_conn_build_headers(struct srv_conn *c, uint64_t total, unsigned char **p, unsigned char *end)
 {
-	unsigned char *start = srv_wbuf + LWS_PRE, *p = start, *end = srv_wbuf + sizeof(srv_wbuf) - 1;
 	struct lws *wsi = c->wsi;
 	http_resp *r = &c->resp;
 
-	if (lws_add_http_header_status(wsi, (unsigned)r->status, &p, end))
+	if (lws_add_http_header_status(wsi, (unsigned)r->status, p, end))
 		return -1;
 	if (r->content_type[0] &&
 	    lws_add_http_header_by_token(wsi, WSI_TOKEN_HTTP_CONTENT_TYPE,
 					 (unsigned char *)r->content_type,
-					 (int)strlen(r->content_type), &p, end))
+					 (int)strlen(r->content_type), p, end))
 		return -1;
 	for (int i = 0; i < r->nheaders; i++) {
 		char name[80];
 		snprintf(name, sizeof(name), "%s:", r->headers[i].name);
 		if (lws_add_http_header_by_name(wsi, (unsigned char *)name,
 						(unsigned char *)r->headers[i].value,
-						(int)strlen(r->headers[i].value), &p, end))
+						(int)strlen(r->headers[i].value), p, end))
 			return -1;
 	}
 	if (c->close_after &&
 	    lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION, (unsigned char *)"close", 5,
-					 &p, end))
+					 p, end))
 		return -1;
-	if (lws_add_http_header_content_length(wsi, total, &p, end) ||
-	    lws_finalize_http_header(wsi, &p, end))
+	if (lws_add_http_header_content_length(wsi, total, p, end) ||
+	    lws_finalize_http_header(wsi, p, end))
 		return -1;
-	if (lws_write(wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
+	return 0;
+}
+
+uint64_t srv_conn_resp_total(const struct srv_conn *c)
+{
+	return c->resp.body.len + (c->resp.body_fd >= 0 ? (uint64_t)c->resp.body_fd_len : 0);
+}
+
+static int srv_write_headers(struct srv_conn *c, uint64_t total)
+{
+	unsigned char *start = srv_wbuf + LWS_PRE, *p = start, *end = srv_wbuf + sizeof(srv_wbuf) - 1;
+
+	if (srv_conn_build_headers(c, total, &p, end) < 0 ||
+	    lws_write(c->wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
 		return -1;
 	c->headers_sent = true;
 	return 0;
@@ -172,13 +194,49 @@ static int srv_finish(struct srv_conn *c)
 	return lws_http_transaction_completed(c->wsi) ? -1 : 0;
 }
 
+/* Past its memory part, a file body over a plain socket (no TLS) goes
+ * from the page cache to the socket with sendfile, skipping lws's copy. */
+static bool srv_can_sendfile(struct srv_conn *c)
+{
+	return c->resp.body_fd >= 0 && c->body_off >= c->resp.body.len && !lws_get_ssl(c->wsi) &&
+	       !lws_partial_buffered(c->wsi);
+}
+
+static int srv_sendfile(struct srv_conn *c)
+{
+	int sock = lws_get_socket_fd(c->wsi);
+	off_t turn_end = c->fd_off + SRV_SENDFILE_TURN;
+	int sndbuf = SRV_SENDFILE_STEP;
+
+	/* A deeper socket buffer: fewer wake-ups for both ends of a big download. */
+	if (c->fd_off == 0 && c->resp.body_fd_len > SRV_SENDFILE_STEP)
+		setsockopt(sock, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+
+	while (c->fd_off < c->resp.body_fd_len) {
+		off_t left = c->resp.body_fd_len - c->fd_off;
+		ssize_t n;
+		if (c->fd_off >= turn_end)
+			break;   /* let other connections have the loop */
+		n = sendfile(sock, c->resp.body_fd, &c->fd_off, left > SRV_SENDFILE_STEP ?
+			     SRV_SENDFILE_STEP : (size_t)left);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			break;
+		if (n <= 0)
+			return -1;   /* file shrank or client gone: the length was promised, so close */
+	}
+	if (c->fd_off >= c->resp.body_fd_len)
+		return srv_finish(c);
+	lws_callback_on_writable(c->wsi);
+	return 0;
+}
+
 int srv_conn_write(struct srv_conn *c)
 {
 	uint64_t total;
 
 	if (!c || !c->responding)
 		return 0;
-	total = c->resp.body.len + (c->resp.body_fd >= 0 ? (uint64_t)c->resp.body_fd_len : 0);
+	total = srv_conn_resp_total(c);
 	if (!c->headers_sent) {
 		if (srv_write_headers(c, total) < 0)
 			return -1;
@@ -190,8 +248,11 @@ int srv_conn_write(struct srv_conn *c)
 		}
 	}
 	do {
-		ssize_t n = srv_next_chunk(c, srv_wbuf + LWS_PRE);
+		ssize_t n;
 		bool last;
+		if (srv_can_sendfile(c))
+			return srv_sendfile(c);
+		n = srv_next_chunk(c, srv_wbuf + LWS_PRE);
 		if (n < 0)
 			return -1;
 		last = srv_body_done(c);
@@ -202,68 +263,6 @@ int srv_conn_write(struct srv_conn *c)
 			return srv_finish(c);
 	} while (!lws_send_pipe_choked(c->wsi));
 	lws_callback_on_writable(c->wsi);
-	return 0;
-}
-
-/* Streamed request bodies. */
-int srv_conn_body_begin(struct srv_conn *c)
-{
-	cell_error err = { 0 };
-
-	c->streaming = true;
-	if (c->rm->body->begin(&c->req, &c->body_state, &err) < 0) {
-		c->streaming = false;
-		c->body_state = NULL;
-		resp_from_err(&c->resp, &err);
-		return srv_conn_reject(c);
-	}
-	return 0;
-}
-
-int srv_conn_body_chunk(struct srv_conn *c, const void *data, size_t len)
-{
-	if (c->body_failed)
-		return 0;
-	if (c->rm->body->chunk(c->body_state, data, len, &c->body_err) < 0)
-		c->body_failed = true;   /* keep reading to the end, then answer */
-	return 0;
-}
-
-void http_req_pause_body(http_req *req, bool pause)
-{
-	struct srv_conn *c = req->conn;
-
-	if (!c || !c->wsi || !c->streaming)
-		return;
-	lws_rx_flow_control(c->wsi, pause ? 0 : 1);
-	/* lws times out a body that stops arriving; a pause is ours, not the client's. */
-	if (pause)
-		lws_set_timeout(c->wsi, NO_PENDING_TIMEOUT, 0);
-	else
-		lws_set_timeout(c->wsi, PENDING_TIMEOUT_HTTP_CONTENT, 10);
-}
-
-void http_req_body_finished(http_req *req)
-{
-	struct srv_conn *c = req->conn;
-
-	if (!c || !c->wsi)
-		return;
-	/* lws still expects body bytes: this connection cannot be reused. */
-	c->close_after = true;
-	if (c->streaming)
-		srv_conn_body_end(c);
-}
-
-int srv_conn_body_end(struct srv_conn *c)
-{
-	void *st = c->body_state;
-
-	c->streaming = false;
-	c->body_state = NULL;
-	c->rm->body->end(st, &c->req, &c->resp, c->body_failed ? &c->body_err : NULL);
-	if (!c->resp.deferred)
-		srv_conn_respond(c);
 	return 0;
 }
 

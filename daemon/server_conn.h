@@ -1,4 +1,5 @@
-/* Per-connection state of the HTTP server and its response writer (private to server*.c, ws.c). */
+/* Per-connection state of the HTTP server, its response writer (server_conn.c)
+ * and its streamed-body reader (server_body.c); private to server*.c, ws.c. */
 #ifndef CELL_DAEMON_SERVER_CONN_H
 #define CELL_DAEMON_SERVER_CONN_H
 
@@ -6,6 +7,7 @@
 #include <stdbool.h>
 
 #include "daemon/http.h"
+#include "daemon/http_chunked.h"
 #include "daemon/router.h"
 #include "daemon/ws.h"
 
@@ -18,6 +20,9 @@ struct srv_conn {
 	bool streaming;          /* body goes to rm->body */
 	bool body_failed;
 	void *body_state;
+	struct srv_body_reader *reader;   /* server_body.c reads the body itself */
+	bool chunked;                      /* Transfer-Encoding: chunked, decoded by ch */
+	struct http_chunked ch;
 	cell_error body_err;
 	bool responding, headers_sent, close_after;
 	bool in_cb;              /* inside an lws HTTP callback: write on return */
@@ -42,6 +47,13 @@ void srv_conn_closed(struct srv_conn *c);
 int srv_conn_body_begin(struct srv_conn *c);
 int srv_conn_body_chunk(struct srv_conn *c, const void *data, size_t len);
 int srv_conn_body_end(struct srv_conn *c);
+/* The connection is done with its request: stop reading its body. */
+void srv_conn_body_drop(struct srv_conn *c);
+/* server_body.c read the body off lws: it writes the answer too (then closes). */
+bool srv_body_owns_reply(const struct srv_conn *c);
+void srv_body_reply(struct srv_conn *c);
+int srv_conn_build_headers(struct srv_conn *c, uint64_t total, unsigned char **p, unsigned char *end);
+uint64_t srv_conn_resp_total(const struct srv_conn *c);
 
 /* ws.c */
 struct ws_conn *ws_conn_new(struct lws *wsi);

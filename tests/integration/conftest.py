@@ -5,6 +5,7 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from cellenv import Celld  # noqa: E402
+import images_fixture as fx  # noqa: E402
 
 
 @pytest.fixture
@@ -16,4 +17,4 @@ def celld():
         rc = d.stop()
         assert rc == 0, "celld exited %s:\n%s" % (rc, d.stderr()[-4000:])
     finally:
-        d.cleanup()
+        fx.cleanup_celld(d)   # containers, mounts and loop devices too

@@ -2,7 +2,8 @@
 console and files endpoints, on a real busybox container (unprivileged):
 `lxc exec` non-interactive (stdout/stderr/exit code/stdin) and interactive
 under a real pty (stty size, tty, ^C), `lxc file push/pull/delete` (single,
-recursive, 20 MB by SHA-256, owners and modes), `lxc console --show-log` and
+recursive, 130 MiB by SHA-256 (lxc sends it chunked, past the 100 MiB
+libwebsockets would take), owners and modes), `lxc console --show-log` and
 an interactive `lxc console` detached with ^a q; pylxd's
 container.execute() and files.put/get/delete/recursive_put."""
 import fcntl
@@ -156,7 +157,7 @@ def test_lxc_exec_interactive_real_pty(env, lxc_env):
 def test_lxc_file_push_pull_delete(env, lxc, tmp_path):
     d, name = env
     src = tmp_path / "big"
-    data = os.urandom(20 << 20)
+    data = os.urandom(130 << 20)
     src.write_bytes(data)
     lxc("file", "push", str(src), "%s/root/big" % name, "--uid", "1000", "--gid", "1001",
         "--mode", "0640")

@@ -5,11 +5,14 @@ serves GET/HEAD/POST/DELETE exactly as /1.0/instances/<name>/files does for
 a container whose root is <dir>, so streaming, ownership through the id map
 and confinement to the root are checked before containers exist.
 """
+import errno
 import hashlib
 import json
 import os
+import shutil
 import stat
 import subprocess
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -243,6 +246,87 @@ def test_unsupported_types_refused(celld, tree):
     r = pull(celld, root, "/fifo")
     assert r.status == 400
     assert push(celld, root, "/fifo", b"x", write="append").status == 400
+
+
+def test_files_of_unknown_size_are_read_whole(celld, tree):
+    """procfs says 0 bytes, sysfs 4096: such files are read to their end and
+    answered with the length read; so is any file reporting 0 bytes."""
+    root, _ = tree
+    (root / "empty").write_bytes(b"")
+    r = pull(celld, root, "/empty")
+    assert r.status == 200 and r.body == b"" and r.headers["content-length"] == "0", r
+    for sub, src, name in (("k", "/proc/sys/kernel", "ostype"),
+                           ("mm", "/sys/kernel/mm/transparent_hugepage", "enabled")):
+        (root / sub).mkdir()
+        subprocess.run(["mount", "--bind", src, str(root / sub)], check=True)
+        try:
+            want = open(os.path.join(src, name), "rb").read()
+            assert want and os.stat(os.path.join(src, name)).st_size != len(want)
+            r = pull(celld, root, "/%s/%s" % (sub, name))
+            assert r.status == 200 and r.body == want, r
+            assert r.headers["content-length"] == str(len(want))
+            assert r.headers["x-lxd-type"] == "file"
+            h = pull(celld, root, "/%s/%s" % (sub, name), method="HEAD")
+            assert h.status == 200 and h.headers["content-length"] == str(len(want)), h
+        finally:
+            subprocess.run(["umount", str(root / sub)], check=True)
+
+
+USERNS_MOUNT = """
+import ctypes, os, sys
+if ctypes.CDLL(None, use_errno=True).mount(b"none", sys.argv[1].encode(), b"tmpfs", 0, None):
+    sys.exit("mount: " + os.strerror(ctypes.get_errno()))
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_create_on_a_filesystem_of_the_containers_user_namespace(celld):
+    """A tmpfs mounted in a user namespace that maps IDMAP's host ids (as an
+    unprivileged container mounts one) has no host uid 0: what is created
+    there must be created as the container's root, then given its owner."""
+    # The namespace's root may only cross directories others can search.
+    top = tempfile.mkdtemp(prefix="cell-userns-")
+    os.chmod(top, 0o711)
+    root = os.path.join(top, "root")
+    os.makedirs(os.path.join(root, "mnt"))
+    base = IDMAP[0]["Hostid"]
+    rng = "%d,0,%d" % (base, IDMAP[0]["Maprange"])
+    p = subprocess.Popen(["unshare", "--map-users=" + rng, "--map-groups=" + rng, "-m", "-S", "0",
+                          "-G", "0", "--propagation", "private", "/usr/bin/python3", "-c",
+                          USERNS_MOUNT, os.path.join(root, "mnt")],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline() == b"ready\n"
+        inner = "/proc/%d/root%s" % (p.pid, root)
+        mnt = os.path.join(inner, "mnt")
+        with pytest.raises(OSError) as e:   # what the host's root gets there
+            open(os.path.join(mnt, "probe"), "w")
+        assert e.value.errno == errno.EOVERFLOW
+        assert push(celld, inner, "/mnt/f", b"data", IDMAP, uid=1000, gid=1001,
+                    mode="0640").status == 200
+        assert push(celld, inner, "/mnt/plain", b"x", IDMAP).status == 200
+        assert push(celld, inner, "/mnt/f", b"more", IDMAP, write="append").status == 200
+        assert push(celld, inner, "/mnt/f", b"new", IDMAP).status == 200
+        assert push(celld, inner, "/mnt/d", b"", IDMAP, type="directory", uid=5,
+                    gid=6).status == 200
+        assert push(celld, inner, "/mnt/d/l", b"../f", IDMAP, type="symlink").status == 200
+        got = {n: os.lstat(os.path.join(mnt, n)) for n in ("f", "plain", "d", "d/l")}
+        assert (got["f"].st_uid, got["f"].st_gid) == (base + 1000, base + 1001)
+        assert stat.S_IMODE(got["f"].st_mode) == 0o640
+        assert (got["plain"].st_uid, got["plain"].st_gid) == (base, base)
+        assert (got["d"].st_uid, got["d"].st_gid) == (base + 5, base + 6)
+        assert got["d/l"].st_uid == base
+        r = pull(celld, inner, "/mnt/f", IDMAP)
+        assert r.body == b"new" and r.headers["x-lxd-uid"] == "1000", r
+        for n in ("d/l", "d", "f", "plain"):
+            assert celld.request("DELETE", furl(inner, "/mnt/" + n, IDMAP)).status == 200, n
+        assert os.listdir(mnt) == []
+        assert os.listdir(os.path.join(root, "mnt")) == []   # the host's, below the mount
+    finally:
+        p.stdin.close()
+        p.wait(timeout=30)
+        shutil.rmtree(top, ignore_errors=True)
 
 
 # ---- confinement: nothing outside the root is ever read or written ----------

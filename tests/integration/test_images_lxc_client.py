@@ -56,6 +56,22 @@ def test_import_list_info_delete(celld, work):
     assert sorted(os.listdir(os.path.join(celld.dir, "images"))) == ["tmp"]
 
 
+def test_import_beyond_100_mib(celld, work):
+    """lxc sends the file chunked; libwebsockets alone would cut it at 100 MiB."""
+    path = imgutil.build_unified(work, "none", name="lxc-big", extra=os.urandom(130 << 20))
+    assert os.path.getsize(path) > 130 << 20
+    fp = imgutil.sha256_file(path)
+    out = lxc(celld, "image", "import", path, "--alias", "big").stdout.decode()
+    assert "Image imported with fingerprint: " + fp in out
+    img = celld.get("/1.0/images/" + fp).metadata
+    assert img["size"] == os.path.getsize(path)
+    assert imgutil.sha256_file(os.path.join(celld.dir, "images", fp)) == fp
+    # The connection that carried it closed; the next command opens another.
+    lxc(celld, "image", "delete", "big")
+    assert celld.get("/1.0/images").metadata == []
+    os.unlink(path)
+
+
 def test_split_import_and_export(celld, work):
     meta, rootfs = imgutil.build_split(work, "none", "xz", name="lxc-s")
     fp = imgutil.sha256_file(meta, rootfs)

@@ -215,25 +215,73 @@ def test_running_container_sees_its_own_mounts(env):
         sh(d, name, "umount /mnt/dst; rm -rf /mnt/src /mnt/dst")
 
 
-@pytest.mark.xfail(strict=True, reason="inst_files writes as the host's root, which does not "
-                   "exist in the container's user namespace: creating files on a filesystem "
-                   "the container mounted itself (its own tmpfs) fails with EOVERFLOW. LXD "
-                   "writes as the container's root (forkfile).")
 def test_push_into_tmpfs_mounted_by_the_container(env):
+    """A filesystem the unprivileged container mounted itself belongs to its
+    user namespace, where the host's root does not exist: files, directories
+    and symlinks are created there as the container's root, then given the
+    requested owner."""
     d, name, _ = env
     sh(d, name, "mkdir -p /mnt/tm && mount -t tmpfs none /mnt/tm")
     try:
         r = push(d, name, "/mnt/tm/y", b"pushed")
         assert r.status == 200, r
+        assert push(d, name, "/mnt/tm/o", b"owned", uid=1000, gid=1001, mode="0640").status == 200
+        assert push(d, name, "/mnt/tm/dir", type="directory", uid=33, gid=44,
+                    mode="0711").status == 200
+        assert push(d, name, "/mnt/tm/dir/link", b"../y", type="symlink").status == 200
+        # Overwrite and append go through the same creation path.
+        assert push(d, name, "/mnt/tm/o", b"again", write="overwrite").status == 200
+        assert push(d, name, "/mnt/tm/y", b"+", write="append").status == 200
+        assert sh(d, name, "cd /mnt/tm && cat y o && echo && "
+                           "stat -c '%n %u %g %a' y o dir && readlink dir/link") == \
+            "pushed+again\ny 0 0 644\no 1000 1001 640\ndir 33 44 711\n../y\n"
+        r = pull(d, name, "/mnt/tm/o")
+        assert r.body == b"again" and (r.headers["x-lxd-uid"], r.headers["x-lxd-gid"]) == \
+            ("1000", "1001"), r
+        for p in ("/mnt/tm/dir/link", "/mnt/tm/dir", "/mnt/tm/o", "/mnt/tm/y"):
+            assert d.request("DELETE", furl(name, p)).status == 200, p
+        assert sh(d, name, "ls -A /mnt/tm") == ""
+        # Nothing of it ever reached the rootfs below the mount.
+        assert os.listdir(os.path.join(fx.rootfs_path(d, name), "mnt/tm")) == []
     finally:
         sh(d, name, "umount /mnt/tm; rmdir /mnt/tm")
 
 
-@pytest.mark.xfail(strict=True, reason="inst_files streams st_size bytes: kernel files that "
-                   "report size 0 (procfs, sysfs) come back empty; LXD reads them to EOF")
 def test_pull_kernel_file(env):
+    """Kernel files report no useful size (procfs 0, sysfs 4096): they are
+    read to their end, as the container sees them (its UTS and network
+    namespaces), with a Content-Length that matches."""
     d, name, _ = env
-    assert pull(d, name, "/proc/sys/kernel/hostname").body.strip() == name.encode()
+    r = pull(d, name, "/proc/sys/kernel/hostname")
+    assert r.status == 200 and r.body == name.encode() + b"\n", r
+    assert r.headers["x-lxd-type"] == "file" and int(r.headers["content-length"]) == len(r.body)
+    assert name.encode() not in open("/proc/sys/kernel/hostname", "rb").read()
+    h = pull(d, name, "/proc/sys/kernel/hostname", method="HEAD")
+    assert h.status == 200 and h.body == b"" and h.headers["content-length"] == \
+        r.headers["content-length"], h
+    # Files whose content is the reader's namespace's or the container's.
+    # A network-namespace sysctl: the container's value, not the host's.
+    host_fwd = open("/proc/sys/net/ipv4/ip_forward", "rb").read()
+    ct_fwd = b"0\n" if host_fwd == b"1\n" else b"1\n"
+    sh(d, name, "echo %s > /proc/sys/net/ipv4/ip_forward" % ct_fwd.decode().strip())
+    assert pull(d, name, "/proc/sys/net/ipv4/ip_forward").body == ct_fwd
+    assert open("/proc/sys/net/ipv4/ip_forward", "rb").read() == host_fwd
+    sysfs = "/sys/kernel/mm/transparent_hugepage/enabled"   # sysfs says 4096 bytes
+    assert os.stat(sysfs).st_size == 4096 and len(open(sysfs, "rb").read()) < 4096
+    for path in ("/proc/1/cmdline", "/proc/1/status", "/proc/sys/net/ipv4/ip_forward",
+                 "/proc/sys/kernel/ostype", sysfs, "/proc/1/environ"):
+        r = pull(d, name, path)
+        assert r.status == 200 and r.body, (path, r)
+        assert int(r.headers["content-length"]) == len(r.body), path
+        if "status" not in path:   # its own counters move between two reads
+            assert r.body == sh(d, name, "cat " + path).encode(), path
+    # A size-0 regular file on disk is still answered (empty), stopped or running.
+    for which in env[1:]:
+        path = "/root/" + unique("empty")
+        assert push(d, which, path, b"").status == 200
+        r = pull(d, which, path)
+        assert r.status == 200 and r.body == b"" and r.headers["content-length"] == "0", r
+        assert d.request("DELETE", furl(which, path)).status == 200
 
 
 # ---- escapes ----------------------------------------------------------------------------

@@ -2,26 +2,11 @@
 start/stop (forced and clean), restart, freeze/unfreeze, the errors LXD
 gives, a poweroff inside seen at once, ephemeral containers deleted when
 they stop, and operations on one container serialised."""
-import json
 import threading
 import time
 
-import pytest
-
-from cellenv import Celld
 import images_fixture as fx
-from images_fixture import create_busybox, state, unique, wait
-
-
-@pytest.fixture
-def celld():
-    d = Celld().start()
-    try:
-        yield d
-        rc = d.stop()
-        assert rc == 0, "celld exited %s:\n%s" % (rc, d.stderr()[-4000:])
-    finally:
-        fx.cleanup_celld(d)
+from images_fixture import create_busybox, state, unique
 
 
 def st(celld, name):

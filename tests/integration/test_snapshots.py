@@ -7,22 +7,8 @@ import os
 import time
 from datetime import datetime, timezone
 
-import pytest
-
-from cellenv import Celld
 import images_fixture as fx
 from images_fixture import create_busybox, state, unique, wait
-
-
-@pytest.fixture
-def celld():
-    d = Celld().start()
-    try:
-        yield d
-        rc = d.stop()
-        assert rc == 0, "celld exited %s:\n%s" % (rc, d.stderr()[-4000:])
-    finally:
-        fx.cleanup_celld(d)
 
 
 def snap(celld, name, body=None):
