@@ -3,18 +3,15 @@
  *
  * This file is glue: the request is checked and its environment completed
  * here (LXD's defaults), the session (operation, websockets, exit status)
- * is exec_io's, and the process is `celld forkexec` (inst_lxc_exec_spawn),
+ * is exec_io's, and the process is `celld forkexec` (fork_exec_spawn),
  * attached to every namespace and cgroup of the container with its id map.
- * Everything on the loop thread is a few syscalls: the spawn is a vfork,
- * and the helper's "ok <pid>" answer is read from a uv_poll, never waited
- * for.
+ * Everything on the loop thread is a few syscalls: the spawn is a message
+ * to the exec server (or a vfork), and the helper's "ok <pid>" answer is
+ * read from a uv_poll, never waited for.
  *
- * record-output files live in <lxc dir>/exec-output/ and are served under
- * /1.0/instances/<name>/logs/exec-output/<file>, where LXD serves them (its
- * URLs are what metadata.output holds, so clients just follow them).
- * api_instances_logs.c serves only the runtime's own logs, and its
- * /logs/{file} route would swallow "/logs/exec-output": routes.c registers
- * this file first.
+ * record-output files are written to <lxc dir>/exec-output/; their URLs
+ * (metadata.output) are under /1.0/instances/<name>/logs/exec-output/,
+ * which api_instances_logs.c serves.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,6 +35,7 @@
 #include "daemon/daemon.h"
 #include "daemon/events.h"
 #include "daemon/exec_io.h"
+#include "daemon/fork.h"
 #include "daemon/http.h"
 #include "daemon/inst_files.h"
 #include "daemon/inst_lxc.h"
@@ -50,7 +48,6 @@
  * ARG_MAX so a huge request is a 400, not a failed spawn. */
 #define XEXEC_ARGS_MAX (1u << 20)
 #define XEXEC_ID_MAX 4294967294u   /* (uid_t)-1 is "no change", never an id */
-#define XEXEC_OUT_DIR "exec-output"
 
 struct xreq {
 	char **argv;          /* NULL-terminated */
@@ -58,6 +55,7 @@ struct xreq {
 	char **envp;
 	const char *cwd;      /* borrowed from body or env */
 	uint32_t uid, gid;
+	pid_t init;           /* the container's init when the request was checked */
 	struct exec_opts o;
 	char *record_dir, *record_url;
 };
@@ -355,28 +353,25 @@ static int xpty_open(const struct inst *in, int rootfd, struct exec_opts *o, cel
 
 /*
  * forkexec writes "ok <command pid>" once the command waits on the gate
- * inside the container, or "err <errno> <message>".  The HTTP answer (with
- * the websocket secrets) waits for it, read from a uv_poll:
- *  - no websocket can connect, and so no client can close "control" or
- *    send a signal, before the session knows both the helper and the
- *    command: a kill asked for earlier would reach nobody (exec_io acts on
- *    a started process only) and the command would run on unattended;
- *  - a failed attach is answered as an error of the POST, with its reason,
- *    instead of an operation whose command seems to have exited 1.
- * The attach still overlaps nothing slow on the loop: ~10 ms of the
- * helper's own time, in parallel for concurrent requests.
+ * inside the container, or "err <errno> <message>"; when the exec server
+ * started it, the server's "pid <helper pid>" comes too, in either order.
+ * Both are read from a uv_poll.  The POST is answered before, as LXD
+ * does, so that the client connects its websockets while the helper
+ * attaches (~2 ms); the command cannot run before both are done (start
+ * gate), exec_io holds kills and signals asked for meanwhile, and a failed
+ * attach fails the operation with its reason.
  */
 struct xspawn {
 	uv_poll_t poll;
-	http_deferred *d;
 	struct exec_session *s;
 	char *name;
-	json_t *command;      /* for the lifecycle event */
 	int fd;               /* read end of the answer pipe */
-	pid_t helper;
+	pid_t helper;         /* 0 until the exec server names it */
 	int helper_pidfd;
-	char line[640];
+	char in[640];         /* lines not yet complete */
 	size_t len;
+	char line[640];       /* the helper's own answer, once complete */
+	bool eof;
 };
 
 static void xspawn_closed(uv_handle_t *h)
@@ -386,7 +381,6 @@ static void xspawn_closed(uv_handle_t *h)
 	close(x->fd);
 	if (x->helper_pidfd >= 0)
 		close(x->helper_pidfd);
-	json_decref(x->command);
 	free(x->name);
 	free(x);
 }
@@ -399,39 +393,34 @@ static void xexec_event(const char *name, json_t *command)
 	events_lifecycle("instance-exec", src, json_pack("{s:O}", "command", command));
 }
 
-static void xspawn_reply(struct xspawn *x, const cell_error *err)
+/* Kill and reap the helper (if there is one): it has nothing left to do. */
+static void xspawn_reap(struct xspawn *x)
 {
-	struct operation *op = exec_session_op(x->s);
-	http_resp resp;
-
-	http_resp_init(&resp);
-	if (err) {
-		resp_from_err(&resp, err);
-	} else {
-		resp_async(&resp, op);
-		xexec_event(x->name, x->command);
-	}
-	http_deferred_finish(x->d, &resp);
-	http_resp_free(&resp);
-}
-
-/* The helper gave up (or died): it has nothing left to do, make sure it is
- * gone and reaped before the session fails. */
-static void xspawn_failed(struct xspawn *x, const char *why)
-{
-	cell_error err = { 0 };
 	siginfo_t si;
 
-	pidfd_send_signal(x->helper_pidfd, SIGKILL, NULL, 0);
-	while (waitid(P_PIDFD, (id_t)x->helper_pidfd, &si, WEXITED) < 0 && errno == EINTR)
-		;
+	if (x->helper_pidfd >= 0) {
+		pidfd_send_signal(x->helper_pidfd, SIGKILL, NULL, 0);
+		while (waitid(P_PIDFD, (id_t)x->helper_pidfd, &si, WEXITED) < 0 && errno == EINTR)
+			;
+	} else if (x->helper > 0) {
+		kill(x->helper, SIGKILL);
+		while (waitpid(x->helper, NULL, 0) < 0 && errno == EINTR)
+			;
+	}
+}
+
+/* The helper gave up (or died) before the command ran. */
+static void xspawn_failed(struct xspawn *x, const char *why)
+{
+	char msg[700];
+
+	xspawn_reap(x);
 	/* The container stopped between our check and the attach. */
 	if (strstr(why, "not running"))
-		cell_err(&err, 400, ESRCH, "Instance is not running");
+		snprintf(msg, sizeof(msg), "Instance is not running");
 	else
-		cell_err(&err, 500, EIO, "exec in %s: %s", x->name, why);
-	exec_session_failed(x->s, err.msg);
-	xspawn_reply(x, &err);
+		snprintf(msg, sizeof(msg), "exec in %s: %s", x->name, why);
+	exec_session_failed(x->s, msg);
 }
 
 static void xspawn_answer(struct xspawn *x)
@@ -441,10 +430,9 @@ static void xspawn_answer(struct xspawn *x)
 	long pid = 0;
 	int sig;
 
-	x->line[strcspn(x->line, "\n")] = '\0';
 	if (!strncmp(x->line, "ok ", 3))
 		pid = strtol(x->line + 3, &end, 10);
-	if (pid <= 0 || pid > INT_MAX || !end || *end) {
+	if (pid <= 0 || pid > INT_MAX || !end || *end || x->helper_pidfd < 0) {
 		const char *why = strncmp(x->line, "err ", 4) ? NULL : strchr(x->line + 4, ' ');
 		return xspawn_failed(x, why ? why + 1 : "the exec helper ended without an answer");
 	}
@@ -452,12 +440,40 @@ static void xspawn_answer(struct xspawn *x)
 	sig = pidfd_open((pid_t)pid, 0);
 	if (sig >= 0)
 		exec_session_set_signal_pidfd(x->s, sig);
-	if (exec_session_started(x->s, x->helper, x->helper_pidfd, &err) < 0) {
-		x->helper_pidfd = -1;   /* the session closed it */
-		return xspawn_reply(x, &err);
+	if (exec_session_started(x->s, x->helper, x->helper_pidfd, &err) < 0)
+		log_debug("exec in %s: %s", x->name, err.msg);
+	x->helper_pidfd = -1;   /* the session's now (closed on failure) */
+}
+
+/* "pid <n>" from the exec server: our child, so the pid is not reused
+ * before we reap it. */
+static void xspawn_helper_named(struct xspawn *x, const char *num)
+{
+	char *end;
+	long pid = strtol(num, &end, 10);
+
+	if (x->helper || pid <= 0 || pid > INT_MAX || *end)
+		return;
+	x->helper = (pid_t)pid;
+	x->helper_pidfd = pidfd_open(x->helper, 0);
+}
+
+static void xspawn_lines(struct xspawn *x)
+{
+	char *nl;
+
+	while ((nl = memchr(x->in, '\n', x->len))) {
+		size_t n = (size_t)(nl - x->in);
+		*nl = '\0';
+		if (!strncmp(x->in, "pid ", 4))
+			xspawn_helper_named(x, x->in + 4);
+		else if (!x->line[0])
+			snprintf(x->line, sizeof(x->line), "%s", x->in);
+		memmove(x->in, nl + 1, x->len - n - 1);
+		x->len -= n + 1;
 	}
-	x->helper_pidfd = -1;   /* the session's now */
-	xspawn_reply(x, NULL);
+	if (x->len == sizeof(x->in))   /* no line is this long: nothing sane follows */
+		x->eof = true;
 }
 
 static void xspawn_cb(uv_poll_t *p, int status, int events)
@@ -467,28 +483,20 @@ static void xspawn_cb(uv_poll_t *p, int status, int events)
 
 	(void)events;
 	if (status == 0) {
-		n = read(x->fd, x->line + x->len, sizeof(x->line) - 1 - x->len);
+		n = read(x->fd, x->in + x->len, sizeof(x->in) - x->len);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
 			return;
 	}
 	if (n > 0)
 		x->len += (size_t)n;
-	x->line[x->len] = '\0';
-	if (n > 0 && !memchr(x->line, '\n', x->len) && x->len < sizeof(x->line) - 1)
+	else
+		x->eof = true;
+	xspawn_lines(x);
+	if (!x->eof && !(x->line[0] && x->helper))
 		return;
 	uv_poll_stop(p);
 	xspawn_answer(x);
 	uv_close((uv_handle_t *)p, xspawn_closed);
-}
-
-static void xspawn_discard(struct xspawn *x)
-{
-	if (x->helper_pidfd >= 0) {
-		pidfd_send_signal(x->helper_pidfd, SIGKILL, NULL, 0);
-		waitpid(x->helper, NULL, 0);
-	}
-	x->poll.data = x;
-	xspawn_closed((uv_handle_t *)&x->poll);
 }
 
 /* Spawn forkexec on the session's child fds and watch for its answer.  On
@@ -496,12 +504,13 @@ static void xspawn_discard(struct xspawn *x)
 static struct xspawn *xspawn_start(const char *name, struct xreq *r, struct exec_session *s,
 				   const struct exec_child *child, cell_error *err)
 {
-	struct inst_lxc_exec e = {
+	struct fork_exec e = {
+		.lxcpath = inst_lxc_lxcpath(), .name = name, .init = r->init,
 		.argv = r->argv, .env = r->envp, .cwd = r->cwd, .uid = r->uid, .gid = r->gid,
-		.stdio = { child->stdio[0], child->stdio[1], child->stdio[2] }, .gate = child->gate,
+		.fds = { child->stdio[0], child->stdio[1], child->stdio[2], child->gate, -1 },
 	};
 	struct xspawn *x = calloc(1, sizeof(*x));
-	int p[2];
+	int p[2], rc;
 
 	if (!x || !(x->name = strdup(name)) || pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
 		cell_err_sys(err, 500, x && x->name ? errno : ENOMEM, "exec: answer pipe");
@@ -513,21 +522,25 @@ static struct xspawn *xspawn_start(const char *name, struct xreq *r, struct exec
 	x->s = s;
 	x->fd = p[0];
 	x->helper_pidfd = -1;
-	e.reply = p[1];
-	if (inst_lxc_exec_spawn(name, &e, &x->helper, err) == 0 &&
-	    (x->helper_pidfd = pidfd_open(x->helper, 0)) < 0) {
-		cell_err_sys(err, 500, errno, "exec: pidfd_open");
-		kill(x->helper, SIGKILL);
-		waitpid(x->helper, NULL, 0);
-	}
-	close(p[1]);   /* EOF once the helper is gone, answer or not */
-	if (x->helper_pidfd < 0 || uv_poll_init(celld->loop, &x->poll, x->fd) < 0) {
-		if (x->helper_pidfd >= 0)
-			cell_err(err, 500, EIO, "exec: cannot watch the helper");
-		xspawn_discard(x);
+	x->poll.data = x;
+	/* Watched before anything can answer: from here the pipe is only
+	 * closed by xspawn_closed, so no answer meets a closed pipe. */
+	if (uv_poll_init(celld->loop, &x->poll, x->fd) < 0) {
+		close(p[1]);
+		xspawn_closed((uv_handle_t *)&x->poll);
+		cell_err(err, 500, EIO, "exec: cannot watch the helper");
 		return NULL;
 	}
-	x->poll.data = x;
+	e.fds[4] = p[1];
+	rc = fork_exec_spawn(&e, &x->helper, err);
+	if (rc == 0 && x->helper && (x->helper_pidfd = pidfd_open(x->helper, 0)) < 0)
+		rc = cell_err_sys(err, 500, errno, "exec: pidfd_open");
+	close(p[1]);   /* EOF once the helper is gone, answer or not */
+	if (rc < 0) {
+		xspawn_reap(x);
+		uv_close((uv_handle_t *)&x->poll, xspawn_closed);
+		return NULL;
+	}
 	uv_poll_start(&x->poll, UV_READABLE, xspawn_cb);
 	return x;
 }
@@ -539,18 +552,17 @@ static int xexec_prepare(http_req *req, json_t *body, struct inst *in, struct xr
 {
 	_cleanup_close_ int rootfd = -1;
 	_cleanup_free_ char *dir = NULL;
-	pid_t pid = 0;
 
 	if (xreq_parse(body, r, err) < 0 || instances_load(req->params[0], in, err) < 0 ||
-	    xexec_running(in, &pid, err) < 0 || (rootfd = xexec_root(pid, err)) < 0)
+	    xexec_running(in, &r->init, err) < 0 || (rootfd = xexec_root(r->init, err)) < 0)
 		return -EINVAL;
 	xenv_defaults(r, in, rootfd);
 	if (xenv_flatten(r, err) < 0)
 		return -EINVAL;
 	if (r->o.record_output && !r->o.wait_for_ws) {
 		dir = inst_lxc_dir(in->name);
-		r->record_dir = dir ? xasprintf("%s/" XEXEC_OUT_DIR, dir) : NULL;
-		r->record_url = xasprintf("/1.0/instances/%s/logs/" XEXEC_OUT_DIR, in->name);
+		r->record_dir = dir ? xasprintf("%s/" INST_EXEC_OUTPUT_DIR, dir) : NULL;
+		r->record_url = xasprintf("/1.0/instances/%s/logs/" INST_EXEC_OUTPUT_DIR, in->name);
 		r->o.record_dir = r->record_dir;
 		r->o.record_url = r->record_url;
 	}
@@ -586,128 +598,19 @@ static void xexec_post(http_req *req, http_resp *resp)
 	xreq_clear(&r);
 	if (!x)
 		return resp_from_err(resp, &err);
-	x->command = json_incref(json_object_get(body, "command"));
-	x->d = http_defer(req, resp);
+	resp_async(resp, op);
+	xexec_event(in.name, json_object_get(body, "command"));
 }
 
 /* ---- /1.0/instances/<name>/logs/exec-output ----------------------------------------- */
 
-/* exec_<operation uuid>.stdout / .stderr: nothing else is ever served. */
-static bool xout_name_valid(const char *n)
-{
-	if (!str_has_prefix(n, "exec_") ||
-	    !(str_has_suffix(n, ".stdout") || str_has_suffix(n, ".stderr")))
-		return false;
-	for (const char *c = n; *c; c++)
-		if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
-		      *c == '-' || *c == '_' || *c == '.'))
-			return false;
-	return !strstr(n, "..");
-}
-
-static int xout_dirfd(const char *name, cell_error *err)
-{
-	_cleanup_free_ char *dir = inst_lxc_dir(name);
-	_cleanup_free_ char *path = dir ? xasprintf("%s/" XEXEC_OUT_DIR, dir) : NULL;
-	int rc = db_inst_exists(name, err);
-
-	if (rc <= 0)
-		return rc == 0 ? cell_err(err, 404, ENOENT, "Instance not found") : rc;
-	if (!path)
-		return cell_err(err, 500, ENOMEM, "out of memory");
-	rc = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-	if (rc < 0 && errno != ENOENT)
-		return cell_err_sys(err, 500, errno, "open %s", path);
-	return rc < 0 ? -ENOENT : rc;   /* -ENOENT with no message: nothing recorded yet */
-}
-
-static void xout_list(http_req *req, http_resp *resp)
-{
-	bool containers = str_has_prefix(req->path, "/1.0/containers");
-	cell_error err = { 0 };
-	int fd = xout_dirfd(req->params[0], &err);
-	_cleanup_closedir_ DIR *d = NULL;
-	json_t *out = json_array();
-	struct dirent *de;
-
-	if (fd < 0 && fd != -ENOENT) {
-		json_decref(out);
-		return resp_from_err(resp, &err);
-	}
-	if (fd >= 0 && !(d = fdopendir(fd)))
-		close(fd);
-	while (d && (de = readdir(d))) {
-		if (!xout_name_valid(de->d_name))
-			continue;
-		json_array_append_new(out, json_sprintf("/1.0/%s/%s/logs/" XEXEC_OUT_DIR "/%s",
-							containers ? "containers" : "instances",
-							req->params[0], de->d_name));
-	}
-	resp_sync(resp, out);
-}
-
-static int xout_open(http_req *req, http_resp *resp)
-{
-	cell_error err = { 0 };
-	_cleanup_close_ int dfd = -1;
-
-	if (!xout_name_valid(req->params[1])) {
-		resp_error(resp, 400, "Invalid exec output file name");
-		return -EINVAL;
-	}
-	dfd = xout_dirfd(req->params[0], &err);
-	if (dfd == -ENOENT && !err.msg[0])
-		cell_err(&err, 404, ENOENT, "Exec output file not found");
-	if (dfd < 0) {
-		resp_from_err(resp, &err);
-		return -ENOENT;
-	}
-	return steal_fd(dfd);
-}
-
-static void xout_get(http_req *req, http_resp *resp)
-{
-	_cleanup_close_ int dfd = xout_open(req, resp), fd = -1;
-	char disp[128];
-	struct stat st;
-
-	if (dfd < 0)
-		return;
-	fd = openat(dfd, req->params[1], O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
-	if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-		return resp_error(resp, 404, "Exec output file not found");
-	resp->status = 200;
-	snprintf(resp->content_type, sizeof(resp->content_type), "application/octet-stream");
-	snprintf(disp, sizeof(disp), "inline;filename=%s", req->params[1]);
-	http_resp_header(resp, "Content-Disposition", disp);
-	resp->body_fd = steal_fd(fd);
-	resp->body_fd_len = st.st_size;
-}
-
-static void xout_delete(http_req *req, http_resp *resp)
-{
-	_cleanup_close_ int dfd = xout_open(req, resp);
-
-	if (dfd < 0)
-		return;
-	if (unlinkat(dfd, req->params[1], 0) < 0)
-		return resp_error(resp, errno == ENOENT ? 404 : 500, "Delete %s: %s", req->params[1],
-				  errno == ENOENT ? "Exec output file not found" : strerror(errno));
-	resp_empty(resp);
-}
+/* Listed, served, deleted and expired by api_instances_logs.c with the
+ * runtime's logs (record_dir above is where they are written). */
 
 void api_instances_exec_register(void)
 {
 	router_add_instances(&(struct route){
 		.pattern = "/1.0/instances/{name}/exec",
 		.methods = { { HTTP_POST, xexec_post, 0, NULL } },
-	});
-	router_add_instances(&(struct route){
-		.pattern = "/1.0/instances/{name}/logs/" XEXEC_OUT_DIR,
-		.methods = { { HTTP_GET, xout_list, 0, NULL } },
-	});
-	router_add_instances(&(struct route){
-		.pattern = "/1.0/instances/{name}/logs/" XEXEC_OUT_DIR "/{file}",
-		.methods = { { HTTP_GET, xout_get, 0, NULL }, { HTTP_DELETE, xout_delete, 0, NULL } },
 	});
 }

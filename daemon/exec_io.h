@@ -17,7 +17,9 @@
  *      abort (exit without running anything).  This is how
  *      wait-for-websocket holds the command until every websocket is
  *      connected, as LXD does, while the expensive part of spawning (attach
- *      to the container) overlaps with the client connecting.
+ *      to the container) overlaps with the client connecting: the operation
+ *      may be answered before exec_session_started(), and kills and
+ *      signals asked for until then are sent once the process is known.
  *   3. The session bridges websockets and fds with back-pressure both ways,
  *      applies control messages, reaps the process and, once its output has
  *      drained, finishes the operation with metadata.return = exit status

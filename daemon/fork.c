@@ -1,6 +1,6 @@
 /*
  * The `celld fork*` helpers (child side) and fork_run/fork_spawn (daemon
- * side).
+ * side); forkexec is fork_exec.c's.
  * Protocol and subcommands: fork.h.
  */
 #include "daemon/fork.h"
@@ -18,9 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/mount.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -283,122 +281,14 @@ static int fork_umount(int argc, char **argv)
 	leave_ns(reply_ok("unmounted"));
 }
 
-/* ---- forkexec --------------------------------------------------------------------- */
-
-#define FORKEXEC_GATE 3
-#define FORKEXEC_REPLY 4
-#define FORKEXEC_ABORTED 125
-
-struct exec_payload {
-	char **argv;
-};
-
-/* Runs inside the container (liblxc's attached process). */
-static int exec_in_container(void *data)
-{
-	struct exec_payload *p = data;
-	ssize_t n;
-	char go;
-
-	close(FORKEXEC_REPLY);
-	do
-		n = read(FORKEXEC_GATE, &go, 1);
-	while (n < 0 && errno == EINTR);
-	if (n != 1)
-		_exit(FORKEXEC_ABORTED);
-	close(FORKEXEC_GATE);
-	if (isatty(0)) {   /* interactive: the pty becomes the controlling terminal */
-		setsid();
-		ioctl(0, TIOCSCTTY, 0);
-	}
-	execvp(p->argv[0], p->argv);
-	_exit(errno == ENOENT ? 127 : 126);
-}
-
-/* Die the way the command died, so waitid in celld sees its status. */
-static _Noreturn void exit_like(int status)
-{
-	struct rlimit no_core = { 0, 0 };
-
-	if (WIFSIGNALED(status)) {
-		int sig = WTERMSIG(status);
-		sigset_t set;
-		setrlimit(RLIMIT_CORE, &no_core);
-		signal(sig, SIG_DFL);
-		sigemptyset(&set);
-		sigaddset(&set, sig);
-		sigprocmask(SIG_UNBLOCK, &set, NULL);
-		kill(getpid(), sig);
-	}
-	_exit(WIFEXITED(status) ? WEXITSTATUS(status) : 1);
-}
-
-static int exec_reply(bool ok, int e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int exec_reply(bool ok, int e, const char *fmt, ...)
-{
-	char msg[512], line[600];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	n = ok ? snprintf(line, sizeof(line), "ok %s\n", msg)
-	       : snprintf(line, sizeof(line), "err %d %s\n", e, msg);
-	if (write(FORKEXEC_REPLY, line, (size_t)n) < 0) {
-		/* nobody listens: the command still runs or aborts on the gate */
-	}
-	close(FORKEXEC_REPLY);
-	return ok ? 0 : 1;
-}
-
-static int fork_exec(int argc, char **argv)
-{
-	lxc_attach_options_t o = LXC_ATTACH_OPTIONS_DEFAULT;
-	struct exec_payload p;
-	struct lxc_container *c;
-	pid_t pid;
-	int status, nenv;
-
-	if (argc < 9 || (nenv = atoi(argv[7])) < 0 || 8 + nenv >= argc)
-		return exec_reply(false, EINVAL, "usage: celld forkexec <lxcpath> <name> <cwd> <uid> <gid> <nenv> [env]... <cmd>...");
-	/* liblxc takes a NULL-terminated env list: cut argv after the env. */
-	char *env[nenv + 1];
-	memcpy(env, argv + 8, (size_t)nenv * sizeof(char *));
-	env[nenv] = NULL;
-	p.argv = argv + 8 + nenv;
-	o.env_policy = LXC_ATTACH_CLEAR_ENV;
-	o.extra_env_vars = env;
-	o.initial_cwd = strcmp(argv[4], "-") ? argv[4] : NULL;
-	o.uid = (uid_t)strtoul(argv[5], NULL, 10);
-	o.gid = (gid_t)strtoul(argv[6], NULL, 10);
-	c = lxc_container_new(argv[3], argv[2]);
-	if (!c)
-		return exec_reply(false, ENOMEM, "cannot create the liblxc container object");
-	if (!c->is_running(c)) {
-		lxc_container_put(c);
-		return exec_reply(false, ESRCH, "the instance is not running");
-	}
-	if (c->attach(c, exec_in_container, &p, &o, &pid) < 0) {
-		lxc_container_put(c);
-		return exec_reply(false, EIO, "cannot attach to the instance");
-	}
-	lxc_container_put(c);
-	close(FORKEXEC_GATE);   /* only the command reads it */
-	exec_reply(true, 0, "%d", (int)pid);
-	while (waitpid(pid, &status, 0) < 0)
-		if (errno != EINTR)
-			_exit(1);
-	exit_like(status);
-}
-
 int fork_main(int argc, char **argv)
 {
 	static const struct { const char *name; int (*fn)(int, char **); } cmds[] = {
 		{ "forkstart", fork_start },
 		{ "forkmount", fork_mount },
 		{ "forkumount", fork_umount },
-		{ "forkexec", fork_exec },
+		{ "forkexec", fork_exec_main },
+		{ "forkexec-server", fork_exec_server_main },
 	};
 
 	/* The reply pipe must never carry anything but the answer line. */

@@ -502,32 +502,15 @@ int inst_lxc_device_remove(const char *name, const char *devname, json_t *dev,
 int inst_lxc_exec_spawn(const char *name, const struct inst_lxc_exec *e, pid_t *helper,
 			cell_error *err)
 {
-	size_t nenv = 0, ncmd = 0, k = 0;
-	char uid[16], gid[16], n[24];
-	int fds[5] = { e->stdio[0], e->stdio[1], e->stdio[2], e->gate, e->reply };
+	struct fork_exec fe = {
+		.lxcpath = lxcpath, .name = name, .argv = e->argv, .env = e->env, .cwd = e->cwd,
+		.uid = e->uid, .gid = e->gid,
+		.fds = { e->stdio[0], e->stdio[1], e->stdio[2], e->gate, e->reply },
+	};
 
-	if (running_pid("exec in", name, NULL, err) < 0)
+	if (running_pid("exec in", name, &fe.init, err) < 0)
 		return -ESRCH;
-	while (e->env && e->env[nenv])
-		nenv++;
-	while (e->argv && e->argv[ncmd])
-		ncmd++;
-	if (!ncmd)
-		return cell_err(err, 400, EINVAL, "exec in %s: no command", name);
-	snprintf(uid, sizeof(uid), "%u", (unsigned)e->uid);
-	snprintf(gid, sizeof(gid), "%u", (unsigned)e->gid);
-	snprintf(n, sizeof(n), "%zu", nenv);
-	const char *argv[8 + nenv + ncmd + 1];
-	argv[k++] = "celld", argv[k++] = "forkexec", argv[k++] = lxcpath, argv[k++] = name;
-	argv[k++] = e->cwd && *e->cwd ? e->cwd : "-", argv[k++] = uid, argv[k++] = gid;
-	argv[k++] = n;
-	for (size_t i = 0; i < nenv; i++)
-		argv[k++] = e->env[i];
-	for (size_t i = 0; i < ncmd; i++)
-		argv[k++] = e->argv[i];
-	argv[k] = NULL;
-	return fork_spawn(argv, fds, 5, helper, err) < 0 ? cell_err_wrap(err, -EIO, "exec in %s", name)
-							  : 0;
+	return fork_exec_spawn(&fe, helper, err);
 }
 
 /* ---- delete, rename ------------------------------------------------------------------ */

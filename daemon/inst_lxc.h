@@ -137,11 +137,12 @@ int inst_lxc_device_add(const char *name, const char *devname, json_t *dev, json
  * or lazily unmount the disk path (`celld forkumount`). [worker] */
 int inst_lxc_device_remove(const char *name, const char *devname, json_t *dev,
 			   cell_error *err);
-/* Run a command inside through `celld forkexec` (protocol: daemon/fork.h),
- * for exec sessions (daemon/exec_io.h).  Only spawns, never waits: the
+/* Run a command inside through fork_exec_spawn (protocol: daemon/fork.h):
+ * 409 when the container is not running.  Only spawns, never waits: the
  * helper is a direct child of celld that the caller reaps; it exits as the
- * command does.  The command's host pid comes on `reply`, then it waits on
- * `gate`. [any: posix_spawn only] */
+ * command does.  The command's host pid comes on `reply` (with "pid <n>",
+ * the helper's, when the exec server started it: *helper is 0 then), then
+ * it waits on `gate`. [loop] */
 struct inst_lxc_exec {
 	char *const *argv;    /* the command, NULL-terminated, looked up in env's PATH */
 	char *const *env;     /* "KEY=VALUE", NULL-terminated: the whole environment */

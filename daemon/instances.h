@@ -311,4 +311,8 @@ void inst_publish_register(void);
 /* Start-up replay of the journal. */
 void inst_journal_replay(void);
 
+/* Where record-output files of exec live, below an instance's log dir;
+ * also the URL segment under /1.0/instances/<name>/logs/ that serves them. */
+#define INST_EXEC_OUTPUT_DIR "exec-output"
+
 #endif

@@ -35,7 +35,6 @@ void routes_register_all(void)
 	api_images_register();
 	api_instances_register();
 	api_instances_state_register();
-	/* Before logs: its /logs/{file} would take /logs/exec-output. */
 	api_instances_exec_register();
 	api_instances_console_register();
 	api_instances_files_register();

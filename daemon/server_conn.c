@@ -147,8 +147,17 @@ static int srv_write_headers(struct srv_conn *c, uint64_t total)
 {
 	unsigned char *start = srv_wbuf + LWS_PRE, *p = start, *end = srv_wbuf + sizeof(srv_wbuf) - 1;
 
-	if (srv_conn_build_headers(c, total, &p, end) < 0 ||
-	    lws_write(c->wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
+	if (srv_conn_build_headers(c, total, &p, end) < 0)
+		return -1;
+	/* A small body goes in the same write: a client woken by the headers
+	 * alone would often wait a scheduling round for the rest. */
+	if (c->req.method != HTTP_HEAD && c->resp.body_fd < 0 && c->resp.body.len &&
+	    c->resp.body.len <= (size_t)(end - p)) {
+		memcpy(p, c->resp.body.buf, c->resp.body.len);
+		p += c->resp.body.len;
+		c->body_off = c->resp.body.len;
+	}
+	if (lws_write(c->wsi, start, (size_t)(p - start), LWS_WRITE_HTTP_HEADERS) < 0)
 		return -1;
 	c->headers_sent = true;
 	return 0;
@@ -240,7 +249,7 @@ int srv_conn_write(struct srv_conn *c)
 	if (!c->headers_sent) {
 		if (srv_write_headers(c, total) < 0)
 			return -1;
-		if (c->req.method == HTTP_HEAD || !total)
+		if (c->req.method == HTTP_HEAD || srv_body_done(c))
 			return srv_finish(c);
 		if (lws_send_pipe_choked(c->wsi)) {
 			lws_callback_on_writable(c->wsi);

@@ -279,6 +279,20 @@ def console_served(box):
     return box.console_served
 
 
+def console_live(box, t):
+    """`cell console` prints its banner before celld holds the console (a
+    console just detached may take a moment to be free): what is written
+    inside before that is only in the log.  Wait until output reaches t."""
+    for i in range(200):
+        run(box, "exec", box.box, "--", "sh", "-c", "echo live-%d > /dev/console" % i)
+        try:
+            t.expect(b"live-%d" % i, timeout=0.1)
+            return
+        except AssertionError:
+            pass
+    raise AssertionError("console output never reached the client: %r" % t.out[-2000:])
+
+
 def test_console_io_and_detach(box):
     if not console_served(box):
         pytest.skip("daemon endpoint /1.0/instances/<name>/console is not served yet")
@@ -286,6 +300,7 @@ def test_console_io_and_detach(box):
     reader = None
     try:
         t.expect(b"To detach from the console, press: <ctrl>+a q")
+        console_live(box, t)
         marker = "c-%s" % unique()
         reader = popen(box, "exec", box.box, "--", "sh", "-c",
                        "exec < /dev/console; echo reader-ready > /dev/console; read x; "
@@ -317,6 +332,7 @@ def test_console_ctrl_a_other_keys_pass(box):
     reader = None
     try:
         t.expect(b"To detach")
+        console_live(box, t)
         reader = popen(box, "exec", box.box, "--", "sh", "-c",
                        "stty -F /dev/console raw -echo; exec < /dev/console; echo raw-ready > /dev/console; "
                        "head -c 3 | od -An -tx1 > /dev/console")

@@ -8,6 +8,7 @@ test_exec_files_lxd_clients.py."""
 import hashlib
 import json
 import os
+import signal
 import statistics
 import threading
 import time
@@ -422,12 +423,27 @@ def test_command_held_until_websockets_connect(env):
         s.close()
 
 
+def exec_server(pid):
+    """celld's exec server: the one child that stays between execs."""
+    for p in children(pid):
+        try:
+            with open("/proc/%d/cmdline" % p, "rb") as f:
+                if f.read().split(b"\0")[1:2] == [b"forkexec-server"]:
+                    return p
+        except OSError:
+            pass
+    return None
+
+
 def test_no_fd_or_process_leaks(env):
     d, name = env
     pid = d.proc.pid
     run(d, name, ["true"])
     run_tty(d, name, ["true"])
     time.sleep(0.5)
+    server = exec_server(pid)
+    assert server, children(pid)
+    server_fds = fd_count(server)
     before = fd_count(pid)
     for i in range(5):
         run(d, name, ["sh", "-c", "echo %d" % i])
@@ -442,10 +458,54 @@ def test_no_fd_or_process_leaks(env):
     s.wait()
     s.close()
     deadline = time.time() + 10
-    while time.time() < deadline and (fd_count(pid) != before or children(pid)):
+    while time.time() < deadline and (fd_count(pid) != before or children(pid) != [server]):
         time.sleep(0.1)
     assert fd_count(pid) == before, os.listdir("/proc/%d/fd" % pid)
-    assert children(pid) == []
+    assert children(pid) == [server]      # one server took every request
+    assert fd_count(server) == server_fds, os.listdir("/proc/%d/fd" % server)
+
+
+def cgroups_of_command(d, name):
+    """The command's cgroups and its container init's, as the container sees them."""
+    op, ours, _ = run(d, name, ["cat", "/proc/self/cgroup"])
+    assert op["metadata"]["return"] == 0
+    op, init, _ = run(d, name, ["cat", "/proc/1/cgroup"])
+    return ours.decode().split(), init.decode().split()
+
+
+@pytest.mark.parametrize("idle_ms", ["2000", "0"])
+def test_exec_server_comes_and_goes(idle_ms):
+    """The exec server starts with the first exec, leaves when idle and
+    comes back, also after a crash; CELL_EXEC_SERVER_IDLE_MS=0 has celld
+    exec each helper instead.  Same results and cgroups either way."""
+    d = Celld(extra_env={"CELL_EXEC_SERVER_IDLE_MS": idle_ms}).start()
+    try:
+        name = unique("es")
+        fx.create_busybox(d, name, start=True)
+        pid = d.proc.pid
+        for round in range(3):
+            op, out, err = run(d, name, ["sh", "-c", "cat; echo err >&2; exit 3"], stdin=b"in")
+            assert (op["metadata"]["return"], out, err) == (3, b"in", b"err\n"), op
+            ours, init = cgroups_of_command(d, name)
+            assert len(ours) == len(init)
+            for o, i in zip(ours, init):
+                assert i.endswith(":/") and o in (i, i + ".lxc"), (o, i)
+            server = exec_server(pid)
+            assert (server is not None) == (idle_ms != "0"), children(pid)
+            if round == 1 and server:
+                # The next exec starts another (one sent while it dies is lost with it).
+                os.kill(server, signal.SIGKILL)
+                deadline = time.time() + 20
+                while time.time() < deadline and server in children(pid):
+                    time.sleep(0.05)
+                continue
+            deadline = time.time() + 20
+            while time.time() < deadline and children(pid):
+                time.sleep(0.05)
+            assert children(pid) == []
+        assert d.stop() == 0, d.stderr()[-4000:]
+    finally:
+        fx.cleanup_celld(d)
 
 
 def test_measure_exec_round_trip(env):
