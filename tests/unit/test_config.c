@@ -12,31 +12,19 @@
 #include "common/passwd.h"
 #include "daemon/config.h"
 #include "daemon/db.h"
-
-static char tmpdir[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
+#include "db_fixture.h"
 
 static int setup(void **state)
 {
 	cell_error err;
 
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/cell-test-config-XXXXXX");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	if (db_open(tmpdir, &err) < 0 || config_init(&err) < 0)
-		return -1;
-	return 0;
+	return db_fixture_open() == 0 && config_init(&err) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state)
 {
 	config_shutdown();
-	db_close();
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	db_fixture_close();
 	return 0;
 }
 

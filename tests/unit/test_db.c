@@ -14,28 +14,16 @@
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "daemon/db.h"
-
-static char tmpdir[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
+#include "db_fixture.h"
 
 static int setup(void **state)
 {
-	cell_error err;
-
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/cell-test-db-XXXXXX");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	return db_open(tmpdir, &err) == 0 ? 0 : -1;
+	return db_fixture_open();
 }
 
 static int teardown(void **state)
 {
-	db_close();
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	db_fixture_close();
 	return 0;
 }
 
@@ -44,7 +32,7 @@ static void reopen(void)
 	cell_error err;
 
 	db_close();
-	assert_int_equal(db_open(tmpdir, &err), 0);
+	assert_int_equal(db_open(db_fixture_dir, &err), 0);
 }
 
 static const char *pragma_text(const char *sql, char *buf, size_t n)
@@ -66,8 +54,8 @@ static void fake_fp(char out[65], char c, int variant)
 
 static void test_open_configures(void **state)
 {
-	_cleanup_free_ char *dir = xasprintf("%s/database", tmpdir);
-	_cleanup_free_ char *file = xasprintf("%s/database/local.db", tmpdir);
+	_cleanup_free_ char *dir = xasprintf("%s/database", db_fixture_dir);
+	_cleanup_free_ char *file = xasprintf("%s/database/local.db", db_fixture_dir);
 	struct stat st;
 	char buf[32];
 
@@ -111,7 +99,7 @@ static void test_newer_schema_refused(void **state)
 	assert_true(db_exec(NULL, "INSERT INTO schema (version, updated_at) VALUES (?, 0)", "i",
 			    (int64_t)db_schema_latest() + 1) == 1);
 	db_close();
-	assert_true(db_open(tmpdir, &err) < 0);
+	assert_true(db_open(db_fixture_dir, &err) < 0);
 	assert_non_null(strstr(err.msg, "newer"));
 	/* Failed open leaves nothing half-open. */
 	assert_true(db_exec(NULL, "SELECT 1", NULL) < 0);

@@ -20,30 +20,18 @@
 #include "common/cleanup.h"
 #include "common/util.h"
 #include "daemon/db.h"
+#include "db_fixture.h"
 #include "daemon/db_images.h"
 #include "daemon/images_list.h"
 
-static char tmpdir[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static int setup(void **state)
 {
-	cell_error err;
-
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/cell-test-dbimg-XXXXXX");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	return db_open(tmpdir, &err) == 0 ? 0 : -1;
+	return db_fixture_open();
 }
 
 static int teardown(void **state)
 {
-	db_close();
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	db_fixture_close();
 	return 0;
 }
 
@@ -316,7 +304,7 @@ static void test_reopen_reinstalls_the_feed(void **state)
 	 * one re-reads everything and puts them back, so later writes are
 	 * followed again (the last check fails without them). */
 	db_close();
-	assert_int_equal(db_open(tmpdir, &err), 0);
+	assert_int_equal(db_open(db_fixture_dir, &err), 0);
 	fp_of(1, fp);
 	assert_int_equal(db_alias_add("after-reopen", fp, "", NULL), 0);
 	refresh_and_compare(&l);

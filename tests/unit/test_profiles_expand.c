@@ -14,30 +14,18 @@
 
 #include "common/cleanup.h"
 #include "daemon/db.h"
+#include "db_fixture.h"
 #include "daemon/profiles.h"
-
-static char tmpdir[64];
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
 
 static int setup(void **state)
 {
-	cell_error err;
-
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/cell-test-prof-XXXXXX");
-	if (!mkdtemp(tmpdir))
-		return -1;
-	return db_open(tmpdir, &err) == 0 ? 0 : -1;
+	return db_fixture_open();
 }
 
 static int teardown(void **state)
 {
 	profiles_set_hooks(NULL);
-	db_close();
-	nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	db_fixture_close();
 	return 0;
 }
 
