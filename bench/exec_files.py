@@ -85,9 +85,12 @@ def exec_throughput(c):
 
 
 def median_time(action, reset):
+    """Each run starts with no dirty pages left by the one before: writeback
+    of an earlier copy would otherwise land on whichever run comes next."""
     times = []
     for _ in range(XFER_RUNS):
         reset()
+        os.sync()
         times.append(timed(action))
     return statistics.median(times)
 
