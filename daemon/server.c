@@ -222,8 +222,8 @@ static int srv_on_http(struct lws *wsi, struct srv_conn *c, const char *uri)
 	}
 	if (c->rm->flags & ROUTE_STREAM_BODY)
 		return srv_conn_body_begin(c);
-	/* lws 4.1 does not decode chunked request bodies; only streamed routes
-	 * parse them themselves.  Say so rather than wait for a body forever. */
+	/* lws 4.1 does not decode chunked request bodies; server_body.c does,
+	 * for streamed routes only.  Say so rather than wait for a body forever. */
 	if (!cl) {
 		resp_error(&c->resp, 411, "Length Required: send the body with Content-Length");
 		return srv_conn_reject(c);

@@ -388,6 +388,7 @@ static void srv_body_stop(struct srv_conn *c)
 		return;
 	if (!r->took) {
 		srv_body_release(c);
+		lws_rx_flow_control(c->wsi, 1);   /* lws reads the next request */
 		return;
 	}
 	r->reading = false;
