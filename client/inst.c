@@ -514,6 +514,31 @@ int cli_run_set_keys(struct cli_ctx *ctx, struct cli_args *a, cli_open_fn open,
 	return cli_put_config_keys(o.c, path, put_keys, keys, err);
 }
 
+int cli_open_api_obj(struct cli_ctx *ctx, const char *raw, const char *collection, const char *missing,
+		     struct cli_obj *o, char **path, cell_error *err)
+{
+	int rc = cli_obj_open(ctx, raw, missing, o, err);
+
+	if (rc < 0)
+		return rc;
+	*path = cli_api_path(collection, o->name, NULL);
+	return *path ? 0 : cell_err(err, 500, ENOMEM, "out of memory");
+}
+
+int cli_run_delete(struct cli_ctx *ctx, struct cli_args *a, cli_open_fn open, const char *what,
+		   cell_error *err)
+{
+	_cleanup_obj_ struct cli_obj o = {0};
+	_cleanup_free_ char *path = NULL;
+	int rc = open(ctx, a->argv[0], &o, &path, err);
+
+	if (rc < 0 || (rc = cli_query_wait(o.c, "DELETE", path, NULL, NULL, NULL, err)) < 0)
+		return rc;
+	if (!ctx->quiet)
+		printf("%s %s deleted\n", what, o.name);
+	return 0;
+}
+
 struct cli_edit_arg {
 	const struct cli_edit_spec *spec;
 	struct cli_obj *o;

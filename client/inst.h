@@ -70,6 +70,13 @@ typedef int (*cli_open_fn)(struct cli_ctx *ctx, const char *raw, struct cli_obj 
 			   cell_error *err);
 int cli_run_set_keys(struct cli_ctx *ctx, struct cli_args *a, cli_open_fn open,
 		     const char *const *put_keys, bool unset, cell_error *err);
+/* A cli_open_fn's body: the object named by raw (missing: the error without
+ * a name), *path its URL under /1.0/<collection>. */
+int cli_open_api_obj(struct cli_ctx *ctx, const char *raw, const char *collection, const char *missing,
+		     struct cli_obj *o, char **path, cell_error *err);
+/* `<group> delete <obj>`: DELETE it, then "<what> <name> deleted". */
+int cli_run_delete(struct cli_ctx *ctx, struct cli_args *a, cli_open_fn open, const char *what,
+		   cell_error *err);
 
 /* Go's units.GetByteSizeStringIEC / GetByteSizeString with precision 2. */
 void cli_size_iec(int64_t bytes, char out[32]);

@@ -19,12 +19,7 @@ static const char *const profile_keys[] = { "config", "description", "devices", 
 
 static int open_profile(struct cli_ctx *ctx, const char *raw, struct cli_obj *o, char **path, cell_error *err)
 {
-	int rc = cli_obj_open(ctx, raw, "Missing profile name", o, err);
-
-	if (rc < 0)
-		return rc;
-	*path = cli_api_path("profiles", o->name, NULL);
-	return *path ? 0 : cell_err(err, 500, ENOMEM, "out of memory");
+	return cli_open_api_obj(ctx, raw, "profiles", "Missing profile name", o, path, err);
 }
 
 /* ------------------------------------------------------ profile itself */
@@ -50,15 +45,7 @@ static int run_create(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 
 static int run_delete(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 {
-	_cleanup_obj_ struct cli_obj o = {0};
-	_cleanup_free_ char *path = NULL;
-	int rc = open_profile(ctx, a->argv[0], &o, &path, err);
-
-	if (rc < 0 || (rc = cli_query_wait(o.c, "DELETE", path, NULL, NULL, NULL, err)) < 0)
-		return rc;
-	if (!ctx->quiet)
-		printf("Profile %s deleted\n", o.name);
-	return 0;
+	return cli_run_delete(ctx, a, open_profile, "Profile", err);
 }
 
 static int run_rename(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)

@@ -18,12 +18,7 @@ static const char *const pool_put_keys[] = { "config", "description", NULL };
 
 static int open_pool(struct cli_ctx *ctx, const char *raw, struct cli_obj *o, char **path, cell_error *err)
 {
-	int rc = cli_obj_open(ctx, raw, "Missing pool name", o, err);
-
-	if (rc < 0)
-		return rc;
-	*path = cli_api_path("storage-pools", o->name, NULL);
-	return *path ? 0 : cell_err(err, 500, ENOMEM, "out of memory");
+	return cli_open_api_obj(ctx, raw, "storage-pools", "Missing pool name", o, path, err);
 }
 
 static int run_create(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
@@ -57,15 +52,7 @@ static int run_create(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 
 static int run_delete(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)
 {
-	_cleanup_obj_ struct cli_obj o = {0};
-	_cleanup_free_ char *path = NULL;
-	int rc = open_pool(ctx, a->argv[0], &o, &path, err);
-
-	if (rc < 0 || (rc = cli_query_wait(o.c, "DELETE", path, NULL, NULL, NULL, err)) < 0)
-		return rc;
-	if (!ctx->quiet)
-		printf("Storage pool %s deleted\n", o.name);
-	return 0;
+	return cli_run_delete(ctx, a, open_pool, "Storage pool", err);
 }
 
 static int run_list(struct cli_ctx *ctx, struct cli_args *a, cell_error *err)

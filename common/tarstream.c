@@ -130,7 +130,7 @@ static int run_confined(const char *dir, int (*fn)(void *), void *arg, cell_erro
 
 enum name_kind { NAME_SKIP, NAME_ROOT, NAME_OK, NAME_BAD };
 
-static const char *skip_dot_slash(const char *p)
+const char *tar_name_skip_dot_slash(const char *p)
 {
 	while (p[0] == '.' && p[1] == '/') {
 		p += 2;
@@ -140,7 +140,7 @@ static const char *skip_dot_slash(const char *p)
 	return p;
 }
 
-static bool has_dotdot(const char *p)
+bool tar_name_has_dotdot(const char *p)
 {
 	while (*p) {
 		size_t n = strcspn(p, "/");
@@ -176,7 +176,7 @@ static enum name_kind entry_relpath(const char *raw, const char *prefix, const c
 		*why = "absolute path";
 		return NAME_BAD;
 	}
-	p = skip_dot_slash(raw);
+	p = tar_name_skip_dot_slash(raw);
 	if (prefix && *prefix) {
 		plen = strlen(prefix);
 		while (plen && prefix[plen - 1] == '/')
@@ -187,7 +187,7 @@ static enum name_kind entry_relpath(const char *raw, const char *prefix, const c
 		while (*p == '/')
 			p++;
 	}
-	if (has_dotdot(p)) {
+	if (tar_name_has_dotdot(p)) {
 		*why = "path contains '..'";
 		return NAME_BAD;
 	}
@@ -666,7 +666,7 @@ int tar_read_member(const char *archive, const char *name, size_t max, char **ou
 		return cell_err(err, 400, aerrno(a, EINVAL), "%s", aerr(a));
 	while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
 		const char *p = archive_entry_pathname(e);
-		if (!p || strcmp(skip_dot_slash(p), name) != 0)
+		if (!p || strcmp(tar_name_skip_dot_slash(p), name) != 0)
 			continue;
 		if (archive_entry_filetype(e) != AE_IFREG || archive_entry_hardlink(e))
 			return cell_err(err, 400, EINVAL, "%s in the archive is not a regular file", name);
@@ -811,7 +811,7 @@ werr:
 
 static int create_name(struct create_ctx *c, struct archive_entry *e, strbuf *sb)
 {
-	const char *p = skip_dot_slash(archive_entry_pathname(e));
+	const char *p = tar_name_skip_dot_slash(archive_entry_pathname(e));
 	bool root = only_dots_and_slashes(p);
 
 	sb_reset(sb);

@@ -8,6 +8,7 @@
 #ifndef CELL_COMMON_TARSTREAM_H
 #define CELL_COMMON_TARSTREAM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -66,5 +67,10 @@ const char *tar_compression_ext(const char *compression);
  * ownership through idmap (NULL = keep). */
 int squashfs_unpack(const char *path, const char *target_dir, const struct idmap *idmap,
 		    cell_error *err);
+
+/* Entry names: past any leading "./" (and the slashes after it); whether
+ * a ".." component appears anywhere. */
+const char *tar_name_skip_dot_slash(const char *p);
+bool tar_name_has_dotdot(const char *p);
 
 #endif

@@ -172,7 +172,9 @@ static int image_delete_run(struct operation *op, cell_error *err)
 
 static const struct op_ops image_delete_ops = { .run = image_delete_run, .free_data = free };
 
-static void image_delete(http_req *req, http_resp *resp)
+/* An operation on the image the request names; its data is the fingerprint. */
+static void image_op(http_req *req, http_resp *resp, const char *description,
+		     const struct op_ops *ops)
 {
 	_cleanup_img_record_ struct img_record r = { 0 };
 	struct operation *op;
@@ -183,8 +185,8 @@ static void image_delete(http_req *req, http_resp *resp)
 		return;
 	image_url(r.api.fingerprint, url);
 	fp = strdup(r.api.fingerprint);
-	op = fp ? op_create(OP_CLASS_TASK, "Deleting image", json_pack("{s:[s]}", "images", url), NULL,
-			    &image_delete_ops, fp)
+	op = fp ? op_create(OP_CLASS_TASK, description, json_pack("{s:[s]}", "images", url), NULL,
+			    ops, fp)
 		: NULL;
 	if (!op) {
 		free(fp);
@@ -193,6 +195,11 @@ static void image_delete(http_req *req, http_resp *resp)
 	}
 	op_start(op);
 	resp_async(resp, op);
+}
+
+static void image_delete(http_req *req, http_resp *resp)
+{
+	image_op(req, resp, "Deleting image", &image_delete_ops);
 }
 
 /* ---- export --------------------------------------------------------------------------- */
@@ -409,25 +416,7 @@ static const struct op_ops image_refresh_ops = { .run = image_refresh_run, .free
 
 static void image_refresh(http_req *req, http_resp *resp)
 {
-	_cleanup_img_record_ struct img_record r = { 0 };
-	struct operation *op;
-	char url[96];
-	char *fp;
-
-	if (!image_lookup(req, resp, &r))
-		return;
-	image_url(r.api.fingerprint, url);
-	fp = strdup(r.api.fingerprint);
-	op = fp ? op_create(OP_CLASS_TASK, "Refreshing image", json_pack("{s:[s]}", "images", url), NULL,
-			    &image_refresh_ops, fp)
-		: NULL;
-	if (!op) {
-		free(fp);
-		resp_error(resp, 500, "out of memory");
-		return;
-	}
-	op_start(op);
-	resp_async(resp, op);
+	image_op(req, resp, "Refreshing image", &image_refresh_ops);
 }
 
 /* ---- POST /1.0/images ---------------------------------------------------------------------- */

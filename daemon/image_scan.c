@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/cleanup.h"
+#include "common/tarstream.h"
 #include "common/log.h"
 #include "common/strbuf.h"
 #include "common/util.h"
@@ -60,29 +61,6 @@ int img_scan_limits_for(const char *dir, struct img_scan_opts *o, cell_error *er
 }
 
 /* ---- names ------------------------------------------------------------------ */
-
-static const char *skip_dot_slash(const char *p)
-{
-	while (p[0] == '.' && p[1] == '/') {
-		p += 2;
-		while (*p == '/')
-			p++;
-	}
-	return p;
-}
-
-static bool has_dotdot(const char *p)
-{
-	while (*p) {
-		size_t n = strcspn(p, "/");
-		if (n == 2 && p[0] == '.' && p[1] == '.')
-			return true;
-		p += n;
-		while (*p == '/')
-			p++;
-	}
-	return false;
-}
 
 /* p names exactly `name` (a trailing '/' of a directory entry aside). */
 static bool name_is(const char *p, const char *name)
@@ -204,8 +182,8 @@ static int tree_entry(struct scan_ctx *c, struct archive_entry *e, const char *n
 	mode_t type = archive_entry_filetype(e);
 
 	if (hl) {
-		const char *t = skip_dot_slash(hl);
-		if (t[0] == '/' || has_dotdot(t) || (link_prefix && !under(t, link_prefix, &rest)))
+		const char *t = tar_name_skip_dot_slash(hl);
+		if (t[0] == '/' || tar_name_has_dotdot(t) || (link_prefix && !under(t, link_prefix, &rest)))
 			return cell_err(c->err, 400, EPERM,
 					"%s: refused: hard link to '%s' points outside the %s", name, hl,
 					link_prefix ? "rootfs" : "image");
@@ -239,8 +217,8 @@ static int scan_entry(struct scan_ctx *c, struct archive_entry *e)
 		return cell_err(c->err, 400, EPERM, "refused: an entry without a name");
 	if (raw[0] == '/')
 		return cell_err(c->err, 400, EPERM, "%s: refused: absolute path", raw);
-	p = skip_dot_slash(raw);
-	if (has_dotdot(p))
+	p = tar_name_skip_dot_slash(raw);
+	if (tar_name_has_dotdot(p))
 		return cell_err(c->err, 400, EPERM, "%s: refused: path contains '..'", raw);
 	if (c->kind == IMG_SCAN_ROOTFS) {
 		c->res->has_rootfs = true;
@@ -441,7 +419,7 @@ static int squash_line(char *l, const struct img_scan_opts *o, struct img_scan_r
 		if (arrow)
 			*arrow = '\0';
 	}
-	if (has_dotdot(name))
+	if (tar_name_has_dotdot(name))
 		return cell_err(err, 400, EPERM, "%s: refused: path contains '..'", name);
 	if ((perms[0] == 'c' || perms[0] == 'b') && !img_scan_device_allowed(perms[0] == 'b', ma, mi))
 		return cell_err(err, 400, EPERM,

@@ -26,6 +26,7 @@
 #include "common/strbuf.h"
 #include "common/util.h"
 #include "common/ws_client.h"
+#include "cli_run.h"
 
 /* --------------------------------------------------------------- output */
 
@@ -305,75 +306,6 @@ static void test_conf_yaml_layout(void **state)
 
 /* ------------------------------------------------------ running commands */
 
-struct run {
-	int rc;
-	char *out;
-	char *err;
-};
-
-static char *slurp_fd(int fd)
-{
-	strbuf sb = {0};
-	char buf[4096];
-	ssize_t n;
-
-	lseek(fd, 0, SEEK_SET);
-	while ((n = read(fd, buf, sizeof(buf))) > 0)
-		sb_append(&sb, buf, (size_t)n);
-	return sb_steal(&sb);
-}
-
-/* Fed to the command's stdin when set (config edit). */
-static const char *stdin_text;
-
-/* Run `cell args...` in-process, capturing stdout and stderr. */
-static struct run run_cell(const char *first, ...)
-{
-	char *argv[32] = { "cell" };
-	int argc = 1, saved_out = dup(1), saved_err = dup(2), saved_in = dup(0);
-	FILE *fo = tmpfile(), *fe = tmpfile(), *fi = tmpfile();
-	struct run r;
-	va_list ap;
-
-	va_start(ap, first);
-	for (const char *a = first; a && argc < 31; a = va_arg(ap, const char *))
-		argv[argc++] = (char *)a;
-	va_end(ap);
-	argv[argc] = NULL;
-	fputs(stdin_text ? stdin_text : "", fi);
-	fflush(fi);
-	rewind(fi);
-	fflush(stdout);
-	fflush(stderr);
-	dup2(fileno(fo), 1);
-	dup2(fileno(fe), 2);
-	dup2(fileno(fi), 0);
-	clearerr(stdin);
-	r.rc = cli_main(argc, argv);
-	fflush(stdout);
-	fflush(stderr);
-	dup2(saved_out, 1);
-	dup2(saved_err, 2);
-	dup2(saved_in, 0);
-	clearerr(stdin);
-	close(saved_out);
-	close(saved_err);
-	close(saved_in);
-	fclose(fi);
-	r.out = slurp_fd(fileno(fo));
-	r.err = slurp_fd(fileno(fe));
-	fclose(fo);
-	fclose(fe);
-	return r;
-}
-
-static void run_free(struct run *r)
-{
-	free(r->out);
-	free(r->err);
-}
-
-#define CELL(...) run_cell(__VA_ARGS__, NULL)
 
 static void test_cli_help_and_usage(void **state)
 {
